@@ -1,0 +1,386 @@
+"""Configuration: pydantic models for every config file, YAML in, validated objects out.
+
+These models are the single source of truth for the model, training and runtime configs. Every
+model forbids unknown fields, so a typo in a YAML file is an error that names the field, not a
+silently ignored setting. `load_config(path, ModelConfig)` reads a YAML file and raises a
+one-line `ConfigError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ddavs_rt.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown fields are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+# Public Mix Transformer (SegFormer) configurations: (embed dims, depths) per variant.
+MIT_VARIANTS: dict[str, tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = {
+    "b0": ((32, 64, 160, 256), (2, 2, 2, 2)),
+    "b1": ((64, 128, 320, 512), (2, 2, 2, 2)),
+    "b2": ((64, 128, 320, 512), (3, 4, 6, 3)),
+    "b3": ((64, 128, 320, 512), (3, 4, 18, 3)),
+    "b4": ((64, 128, 320, 512), (3, 8, 27, 3)),
+    "b5": ((64, 128, 320, 512), (3, 6, 40, 3)),
+}
+
+Quad = tuple[int, int, int, int]
+
+
+class VisualEncoderConfig(StrictModel):
+    """Mix Transformer encoder. `variant` fills `embed_dims` and `depths` unless they are given."""
+
+    kind: Literal["mit"] = "mit"
+    variant: Literal["b0", "b1", "b2", "b3", "b4", "b5"] = "b5"
+    embed_dims: Quad | None = None
+    depths: Quad | None = None
+    num_heads: Quad = (1, 2, 5, 8)
+    sr_ratios: Quad = (8, 4, 2, 1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    drop_path: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fill_from_variant(self) -> "VisualEncoderConfig":
+        dims, depths = MIT_VARIANTS[self.variant]
+        if self.embed_dims is None:
+            object.__setattr__(self, "embed_dims", dims)
+        if self.depths is None:
+            object.__setattr__(self, "depths", depths)
+        for dim, heads in zip(self.embed_dims, self.num_heads):  # type: ignore[arg-type]
+            if dim % heads:
+                raise ValueError(f"embed dim {dim} is not divisible by its {heads} heads")
+        return self
+
+
+class AudioFrontEndConfig(StrictModel):
+    """Log-mel front-end of an audio encoder, computed inside the graph.
+
+    The waveform arrives at the model's sample rate and is resampled to `sample_rate` (the
+    encoder's own) inside the graph when the two differ. The STFT is a convolution with a fixed
+    DFT basis. `log` chooses `ln(mel + log_offset)` (VGGish) or decibels `10 log10(max(mel,
+    amin))` (HTSAT / torchlibrosa).
+    """
+
+    sample_rate: int = Field(16000, gt=0)
+    n_fft: int = Field(512, gt=0)
+    win_length: int = Field(400, gt=0)
+    hop_length: int = Field(160, gt=0)
+    n_mels: int = Field(64, gt=0)
+    f_min: float = Field(125.0, ge=0)
+    f_max: float = Field(7500.0, gt=0)
+    power: float = Field(1.0, gt=0)
+    mel_scale: Literal["htk", "slaney"] = "htk"
+    log: Literal["ln", "db"] = "ln"
+    log_offset: float = Field(0.01, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AudioFrontEndConfig":
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} exceeds n_fft {self.n_fft}")
+        if self.f_max > self.sample_rate / 2:
+            raise ValueError(f"f_max {self.f_max} is above the Nyquist frequency {self.sample_rate / 2}")
+        if self.f_min >= self.f_max:
+            raise ValueError(f"f_min {self.f_min} must be below f_max {self.f_max}")
+        return self
+
+
+def _vggish_frontend() -> AudioFrontEndConfig:
+    return AudioFrontEndConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64,
+        f_min=125.0, f_max=7500.0, power=1.0, mel_scale="htk", log="ln", log_offset=0.01,
+    )
+
+
+def _htsat_frontend() -> AudioFrontEndConfig:
+    return AudioFrontEndConfig(
+        sample_rate=32000, n_fft=1024, win_length=1024, hop_length=320, n_mels=64,
+        f_min=50.0, f_max=14000.0, power=2.0, mel_scale="slaney", log="db", log_offset=1e-10,
+    )
+
+
+class HTSATConfig(StrictModel):
+    """HTS-AT (Swin-style) audio encoder; 768-d tokens with the public configuration."""
+
+    kind: Literal["htsat"] = "htsat"
+    frontend: AudioFrontEndConfig = Field(default_factory=_htsat_frontend)
+    spec_size: int = 256
+    freq_ratio: int = 4
+    patch_size: int = 4
+    window_size: int = 8
+    embed_dim: int = 96
+    depths: Quad = (2, 2, 6, 2)
+    num_heads: Quad = (4, 8, 16, 32)
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+    num_audioset_classes: int = 527
+
+    @property
+    def out_dim(self) -> int:
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+
+class VGGishConfig(StrictModel):
+    """VGGish audio encoder (128-d embeddings of 0.96 s examples)."""
+
+    kind: Literal["vggish"] = "vggish"
+    frontend: AudioFrontEndConfig = Field(default_factory=_vggish_frontend)
+
+    @property
+    def out_dim(self) -> int:
+        return 128
+
+
+class SmallAudioConfig(StrictModel):
+    """A small convolutional audio encoder for the CPU: log-mel -> conv stages -> tokens."""
+
+    kind: Literal["small"] = "small"
+    frontend: AudioFrontEndConfig = Field(default_factory=_vggish_frontend)
+    channels: tuple[int, ...] = (32, 64, 128)
+    dim: int = Field(128, gt=0)
+
+    @property
+    def out_dim(self) -> int:
+        return self.dim
+
+
+AudioEncoderConfig = Annotated[
+    Union[HTSATConfig, VGGishConfig, SmallAudioConfig], Field(discriminator="kind")
+]
+
+
+class AQMConfig(StrictModel):
+    """Audio Query Module: Q-Former query generator, then bank-based refinement (eq. 4)."""
+
+    enabled: bool = True
+    num_queries: int = Field(5, ge=1)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(8, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    bank_refinement: bool = True
+    gamma: float = 1.0
+
+
+class BankConfig(StrictModel):
+    """Shape of the fixed prototype bank M (P x d, d = the audio encoder's width)."""
+
+    num_prototypes: int = Field(60, ge=1)
+
+
+class COMConfig(StrictModel):
+    """Contrastive Optimization Module (training only): projector + InfoNCE with temperature."""
+
+    enabled: bool = True
+    projector_dim: int = Field(128, ge=1)
+    temperature: float = Field(0.07, gt=0)
+
+
+class AVAMConfig(StrictModel):
+    """Audio-Visual Alignment Module: cross alignment blocks before the chosen MiT stages.
+
+    `positions` are 1-based stage numbers of the four-stage encoder; [3, 4] is the paper's
+    delayed alignment. With `enabled: false` audio is fused once at the encoder-decoder
+    interface instead (the paper's baseline fusion, its Table 6 "head" position).
+    """
+
+    enabled: bool = True
+    positions: list[int] = Field(default_factory=lambda: [3, 4])
+    heads: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _check_positions(self) -> "AVAMConfig":
+        bad = [p for p in self.positions if p not in (1, 2, 3, 4)]
+        if bad:
+            raise ValueError(f"positions must be among 1-4, got {bad}")
+        if len(set(self.positions)) != len(self.positions):
+            raise ValueError(f"positions repeat: {self.positions}")
+        object.__setattr__(self, "positions", sorted(self.positions))
+        return self
+
+
+class DecoderConfig(StrictModel):
+    """All-MLP SegFormer decoder. `num_classes` K: 1 for binary masks, C + 1 for semantic."""
+
+    hidden_dim: int = Field(768, ge=1)
+    num_classes: int = Field(1, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class ModelConfig(StrictModel):
+    """A DDAVS network and its engine contract (input size, sample rate, window)."""
+
+    name: str
+    input_size: int = Field(224, ge=32)
+    sample_rate: int = Field(16000, gt=0)
+    window_seconds: float = Field(1.0, gt=0)
+    visual: VisualEncoderConfig = Field(default_factory=VisualEncoderConfig)
+    audio: AudioEncoderConfig = Field(default_factory=HTSATConfig)
+    aqm: AQMConfig = Field(default_factory=AQMConfig)
+    bank: BankConfig = Field(default_factory=BankConfig)
+    com: COMConfig = Field(default_factory=COMConfig)
+    avam: AVAMConfig = Field(default_factory=AVAMConfig)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    class_names: list[str] = Field(default_factory=lambda: ["background", "sounding"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate * self.window_seconds))
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.input_size % 32:
+            raise ValueError(f"input_size {self.input_size} must be a multiple of 32")
+        k = self.decoder.num_classes
+        expected = 2 if k == 1 else k
+        if len(self.class_names) != expected:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names, decoder.num_classes={k} needs {expected}"
+            )
+        if self.com.enabled and not self.aqm.enabled:
+            raise ValueError("com.enabled needs aqm.enabled: COM acts on the AQM's queries")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+class LossWeights(StrictModel):
+    ce: float = Field(1.0, ge=0)
+    dice: float = Field(1.0, ge=0)
+    iou: float = Field(0.5, ge=0)
+    focal: float = Field(0.0, ge=0)
+    con: float = Field(0.1, ge=0)
+    focal_alpha: float = Field(0.25, ge=0, le=1)
+    focal_gamma: float = Field(2.0, ge=0)
+
+
+class AugmentConfig(StrictModel):
+    """Waveform augmentation for the COM branch (paper Table 7)."""
+
+    reverb_room_scale: tuple[float, float] = (20.0, 40.0)
+    pitch_cents: float = Field(150.0, ge=0)
+    compression: bool = True
+    snr_db: tuple[float, float] = (10.0, 20.0)
+
+
+class DataConfig(StrictModel):
+    root: Path
+    layout: Literal["synthavs", "avss", "s4", "ms3", "vpo"] = "synthavs"
+    train_split: str = "train"
+    val_split: str = "val"
+    num_workers: int = Field(2, ge=0)
+
+
+class TrainConfig(StrictModel):
+    """One training run: `ddavs-rt train --config configs/train/NAME.yaml`."""
+
+    model: Path = Field(description="model config YAML, relative to the repository root or absolute")
+    bank: Path | None = None
+    data: DataConfig
+    out_dir: Path = Path("runs/default")
+    stage: Literal["audio", "ddavs"] = "ddavs"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: float = Field(2.0, ge=0)
+    amp: bool = True
+    seed: int = 0
+    freeze_audio_encoder: bool = True
+    init_checkpoint: Path | None = None
+    loss: LossWeights = Field(default_factory=LossWeights)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime
+# --------------------------------------------------------------------------------------------
+
+
+class RuntimeConfig(StrictModel):
+    """The streaming runtime: engine, batching, publishing. Sources come from the CLI or YAML."""
+
+    engine: Path | None = None
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    publish: str = "tcp://127.0.0.1:5555"
+    send_hwm: int = Field(50, ge=1)
+    max_batch: int = Field(8, ge=1)
+    batch_deadline_ms: float = Field(5.0, ge=0)
+    audio_offset_s: float = 0.0
+    overlay: bool = True
+    jpeg_quality: int = Field(80, ge=1, le=100)
+    duration_s: float | None = Field(None, gt=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def describe_validation_error(source: str, error: ValidationError) -> str:
+    """One line: the source, the first failing field, what was expected and what was given."""
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    given = first.get("input")
+    given_text = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+    more = error.error_count() - 1
+    tail = f"; and {more} more error(s)" if more > 0 else ""
+    return f"{source}: field '{loc}': {message}{given_text}{tail}"
+
+
+def parse_config(data: Any, cls: type[ConfigT], source: str = "<config>") -> ConfigT:
+    """Validate an already-parsed mapping, raising a one-line ConfigError."""
+    if data is None:
+        raise ConfigError(f"{source}: empty config; expected a mapping of {cls.__name__} fields")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(source, error)) from None
+
+
+def load_config(path: str | Path, cls: type[ConfigT]) -> ConfigT:
+    """Read a YAML (or JSON) file into a validated config object."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, cls, str(path))
+
+
+def dump_config(config: BaseModel) -> dict[str, Any]:
+    """A JSON-safe dict of a config (paths as strings, tuples as lists)."""
+    return json.loads(config.model_dump_json())
+
+
+def save_config_yaml(config: BaseModel, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dump_config(config), sort_keys=False), encoding="utf-8")

@@ -72,7 +72,8 @@ class AudioFrontEndConfig(StrictModel):
     The waveform arrives at the model's sample rate and is resampled to `sample_rate` (the
     encoder's own) inside the graph when the two differ. The STFT is a convolution with a fixed
     DFT basis. `log` chooses `ln(mel + log_offset)` (VGGish) or decibels `10 log10(max(mel,
-    amin))` (HTSAT / torchlibrosa).
+    amin))` (HTSAT / torchlibrosa). `center` pads n_fft // 2 samples on both sides
+    (`pad_mode`), as torch.stft and torchlibrosa do; VGGish frames without padding.
     """
 
     sample_rate: int = Field(16000, gt=0)
@@ -85,7 +86,10 @@ class AudioFrontEndConfig(StrictModel):
     power: float = Field(1.0, gt=0)
     mel_scale: Literal["htk", "slaney"] = "htk"
     log: Literal["ln", "db"] = "ln"
-    log_offset: float = Field(0.01, gt=0)
+    log_offset: float = Field(0.01, gt=0, description="offset for 'ln', amin for 'db'")
+    mel_norm: Literal["none", "slaney"] = "none"
+    center: bool = True
+    pad_mode: Literal["reflect", "constant"] = "reflect"
 
     @model_validator(mode="after")
     def _check(self) -> "AudioFrontEndConfig":
@@ -102,6 +106,7 @@ def _vggish_frontend() -> AudioFrontEndConfig:
     return AudioFrontEndConfig(
         sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64,
         f_min=125.0, f_max=7500.0, power=1.0, mel_scale="htk", log="ln", log_offset=0.01,
+        mel_norm="none", center=False,
     )
 
 
@@ -109,6 +114,7 @@ def _htsat_frontend() -> AudioFrontEndConfig:
     return AudioFrontEndConfig(
         sample_rate=32000, n_fft=1024, win_length=1024, hop_length=320, n_mels=64,
         f_min=50.0, f_max=14000.0, power=2.0, mel_scale="slaney", log="db", log_offset=1e-10,
+        mel_norm="slaney", center=True, pad_mode="reflect",
     )
 
 

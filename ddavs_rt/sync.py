@@ -1,0 +1,286 @@
+"""Audio ring buffers and the frame -> audio-window aligner.
+
+Each stream keeps one `AudioRing`: mono float32 audio stored by its sample index on the stream
+clock (index k holds the sample at time k / sample_rate). For a video frame at time t the runtime
+asks `window(t)` for the samples of [t - 1 s + offset, t + offset]; parts with no audio are
+zero-filled and reported, never invented.
+
+Where a chunk goes. A chunk's timestamp is on the stream clock, but it carries jitter (callback
+and network timing), and the audio device's clock may run a little fast or slow against the
+stream clock (drift). So chunks are grouped into runs: a chunk whose timestamp is within
+`max_jitter_s` of where the run predicts it is continuous, and the run keeps a least-squares fit
+of stream time against the run's sample count (the slope is the device's true rate, held near
+the nominal rate by a prior while the run is short). Continuous samples are placed where the fit
+says, interpolated onto the sample grid, so jitter averages out, drift is absorbed and a run
+never leaves holes or doubles samples. A chunk that is not continuous starts a new run at its
+own timestamp: later than predicted leaves a gap (counted), earlier overwrites. A late chunk
+that ends before the newest audio is written where its timestamp says without touching the run;
+audio older than the ring's capacity is dropped and counted.
+
+Threads: one capture thread pushes while the runtime reads windows; a lock guards the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ddavs_rt.capture.types import AudioChunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AudioWindow:
+    """The audio for one frame: exactly round(duration * sample_rate) samples from `start`.
+
+    `samples` is float32 [S]; samples with no audio are 0 and counted in `missing_samples`.
+    `start`/`end` are stream-clock seconds (end exclusive: the last sample is at end - 1/rate).
+    """
+
+    samples: np.ndarray
+    start: float
+    end: float
+    sample_rate: int
+    missing_samples: int
+
+    @property
+    def gap_fraction(self) -> float:
+        return self.missing_samples / len(self.samples) if len(self.samples) else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.missing_samples == 0
+
+
+class _RunClock:
+    """Stream time as a function of the sample count of one continuous run of chunks.
+
+    t(c) = t_mean + b * (c - c_mean), fitted by least squares over the last `history` chunk
+    starts, with a Gaussian prior on the slope b centred on the nominal period 1/rate, so a short
+    or jittery run keeps the nominal rate and a long one finds the device's true rate.
+    """
+
+    def __init__(self, sample_rate: int, jitter_s: float, rate_tolerance: float, history: int) -> None:
+        self.nominal = 1.0 / sample_rate
+        # Prior strength in samples^2: (timestamp noise / slope uncertainty)^2.
+        self.prior = (jitter_s / (rate_tolerance * self.nominal)) ** 2
+        self.points: deque[tuple[float, float]] = deque(maxlen=history)
+        self.t_mean = 0.0
+        self.c_mean = 0.0
+        self.slope = self.nominal
+
+    def reset(self, time: float) -> None:
+        self.points.clear()
+        self.add(0.0, time)
+
+    def add(self, count: float, time: float) -> None:
+        self.points.append((count, time))
+        counts = np.fromiter((p[0] for p in self.points), dtype=np.float64, count=len(self.points))
+        times = np.fromiter((p[1] for p in self.points), dtype=np.float64, count=len(self.points))
+        self.c_mean = float(counts.mean())
+        self.t_mean = float(times.mean())
+        dc = counts - self.c_mean
+        dt = times - self.t_mean
+        self.slope = float((dc @ dt + self.prior * self.nominal) / (dc @ dc + self.prior))
+
+    def time_of(self, count: float) -> float:
+        return self.t_mean + self.slope * (count - self.c_mean)
+
+
+class AudioRing:
+    """A ring buffer of one stream's mono audio, addressed by stream-clock time.
+
+    `push(chunk)` stores a chunk where its time says; `window(t_end, duration, offset)` returns
+    the samples of [t_end - duration + offset, t_end + offset]; `ready(t_end, offset)` says
+    whether audio up to t_end + offset has arrived. Counters: `dropped_chunks`/`dropped_samples`
+    (older than the capacity), `gaps` (discontinuities where audio went missing), `late_chunks`
+    (written behind the newest audio), `rate_ratio` (the device's rate / the nominal rate).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        capacity_s: float = 10.0,
+        max_jitter_s: float = 0.010,
+        rate_tolerance: float = 0.005,
+        fit_history: int = 512,
+    ) -> None:
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if capacity_s <= 0:
+            raise ValueError(f"capacity_s must be positive, got {capacity_s}")
+        self.sample_rate = int(sample_rate)
+        self.capacity = int(math.ceil(capacity_s * sample_rate))
+        self.max_jitter_s = float(max_jitter_s)
+        self._buffer = np.zeros(self.capacity, dtype=np.float32)  # [N] samples, slot = k % N
+        self._valid = np.zeros(self.capacity, dtype=bool)  # [N] slot holds a real sample
+        self._head: int | None = None  # one past the newest sample index written
+        self._clock = _RunClock(self.sample_rate, max(max_jitter_s, 1e-4) / 3.0, rate_tolerance, fit_history)
+        self._run_count = 0  # samples in the current run (the count the next chunk starts at)
+        self._run_active = False
+        self._last_pos = 0.0  # fractional grid position of the run's last input sample
+        self._last_value = 0.0
+        self._lock = threading.Lock()
+        self.dropped_chunks = 0
+        self.dropped_samples = 0
+        self.gaps = 0
+        self.late_chunks = 0
+
+    # ---------------------------------------------------------------------------- properties
+    @property
+    def latest_time(self) -> float | None:
+        """Stream time just after the newest sample, or None before the first chunk."""
+        return None if self._head is None else self._head / self.sample_rate
+
+    @property
+    def rate_ratio(self) -> float:
+        """The current run's fitted device rate over the nominal rate (1.001 = 0.1 % fast)."""
+        return self._clock.nominal / self._clock.slope
+
+    # ---------------------------------------------------------------------------------- push
+    def push(self, chunk: AudioChunk) -> None:
+        """Store a chunk's samples at the place its timestamp (and its run) says."""
+        if chunk.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"chunk at {chunk.sample_rate} Hz pushed into a {self.sample_rate} Hz ring: resample it first"
+            )
+        samples = np.asarray(chunk.samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"audio chunks must be mono [S], got shape {samples.shape}")
+        if len(samples) == 0:
+            return
+        with self._lock:
+            self._push(float(chunk.time), samples)
+
+    def _push(self, time: float, samples: np.ndarray) -> None:
+        length = len(samples)
+        stamp = time * self.sample_rate  # where the timestamp alone puts the first sample
+        if self._head is not None and round(stamp) + length <= self._head - self.capacity:
+            self.dropped_chunks += 1
+            self.dropped_samples += length
+            return
+        if self._run_active:
+            predicted = self._clock.time_of(self._run_count) * self.sample_rate
+            if abs(stamp - predicted) <= self.max_jitter_s * self.sample_rate:
+                self._continue_run(time, samples)
+                return
+            if self._head is not None and round(stamp) + length <= self._head:
+                self.late_chunks += 1
+                self._write(round(stamp), samples)
+                return
+            if stamp > predicted:
+                self.gaps += 1
+                log.debug("audio gap of %.1f ms at %.3f s", (stamp - predicted) / self.sample_rate * 1e3, time)
+            else:
+                log.debug("audio jumped back %.1f ms at %.3f s", (predicted - stamp) / self.sample_rate * 1e3, time)
+        self._start_run(time, samples)
+
+    def _start_run(self, time: float, samples: np.ndarray) -> None:
+        self._clock.reset(time)
+        self._run_active = True
+        self._run_count = len(samples)
+        start = round(time * self.sample_rate)
+        self._write(start, samples)
+        self._last_pos = float(start + len(samples) - 1)
+        self._last_value = float(samples[-1])
+
+    def _continue_run(self, time: float, samples: np.ndarray) -> None:
+        self._clock.add(self._run_count, time)
+        step = self._clock.slope * self.sample_rate  # grid positions per input sample (~1)
+        first = self._clock.time_of(self._run_count) * self.sample_rate
+        self._run_count += len(samples)
+        assert self._head is not None
+        origin = self._head  # write from the end of the run so far: no holes, no doubles
+        positions = first - origin + step * np.arange(len(samples), dtype=np.float64)  # [L]
+        count = round(positions[-1]) + 1
+        if count <= 0:
+            return
+        grid = np.arange(count, dtype=np.float64)
+        previous = self._last_pos - origin
+        if previous < positions[0]:
+            positions = np.concatenate(([previous], positions))
+            values = np.concatenate(([self._last_value], samples.astype(np.float64)))
+        else:
+            values = samples.astype(np.float64)
+        resampled = np.interp(grid, positions, values).astype(np.float32)  # [count]
+        self._write(origin, resampled)
+        self._last_pos = origin + float(positions[-1])
+        self._last_value = float(samples[-1])
+
+    def _write(self, start: int, values: np.ndarray) -> None:
+        """Write values at absolute sample indices [start, start + len); clears skipped slots."""
+        end = start + len(values)
+        if self._head is None:
+            self._head = start
+        if end > self._head:
+            # Slots for [head, end) still hold audio from one capacity ago: invalidate them.
+            clear_from = max(self._head, end - self.capacity)
+            self._slots(clear_from, end, self._valid, False)
+            self._head = end
+        oldest = self._head - self.capacity
+        if start < oldest:
+            cut = min(oldest - start, len(values))
+            self.dropped_samples += cut
+            values = values[cut:]
+            start += cut
+        if len(values):
+            self._slots(start, start + len(values), self._buffer, values)
+            self._slots(start, start + len(values), self._valid, True)
+
+    def _slots(self, start: int, end: int, target: np.ndarray, values) -> None:
+        """target[k % N] = values for k in [start, end) (end - start <= N), in two slices."""
+        n = end - start
+        if n <= 0:
+            return
+        first = start % self.capacity
+        split = min(n, self.capacity - first)
+        if np.isscalar(values) or isinstance(values, bool):
+            target[first : first + split] = values
+            target[: n - split] = values
+        else:
+            target[first : first + split] = values[:split]
+            target[: n - split] = values[split:]
+
+    # -------------------------------------------------------------------------------- window
+    def window(self, t_end: float, duration: float = 1.0, offset: float = 0.0) -> AudioWindow:
+        """The round(duration * rate) samples of [t_end - duration + offset, t_end + offset]."""
+        size = round(duration * self.sample_rate)
+        if size <= 0:
+            raise ValueError(f"window duration must be positive, got {duration}")
+        if size > self.capacity:
+            raise ValueError(f"a {duration} s window does not fit a {self.capacity / self.sample_rate} s ring")
+        end = round((t_end + offset) * self.sample_rate)
+        start = end - size
+        samples = np.zeros(size, dtype=np.float32)  # [S]
+        with self._lock:
+            if self._head is not None:
+                lo = max(start, self._head - self.capacity)
+                hi = min(end, self._head)
+                if hi > lo:
+                    idx = np.arange(lo, hi) % self.capacity
+                    present = self._valid[idx]
+                    samples[lo - start : hi - start] = np.where(present, self._buffer[idx], 0.0)
+                    found = int(present.sum())
+                else:
+                    found = 0
+            else:
+                found = 0
+        return AudioWindow(
+            samples=samples,
+            start=start / self.sample_rate,
+            end=end / self.sample_rate,
+            sample_rate=self.sample_rate,
+            missing_samples=size - found,
+        )
+
+    def ready(self, t_end: float, offset: float = 0.0) -> bool:
+        """Whether audio up to t_end + offset has arrived (later audio can no longer fill it in)."""
+        end = round((t_end + offset) * self.sample_rate)
+        with self._lock:
+            return self._head is not None and self._head >= end

@@ -1,0 +1,300 @@
+"""PyAV source for RTSP, HTTP(S) and files: decoded video and audio with PTS timestamps.
+
+- Times are PTS seconds (`pts * time_base`). A frame without a PTS (the first frame of some RTSP
+  streams) gets the previous frame's time + 1/fps, or 0.
+- Audio is resampled to `sample_rate` mono float32 with `av.AudioResampler`; output timestamps
+  are counted forward from the first input frame's time (a resampler is a delay line), re-anchored
+  only at a discontinuity.
+- The clock never runs backwards across a reconnect or a file loop: the new input's times are
+  shifted to continue after the last emitted time (plus the time the reconnect took, or one frame
+  for a loop). Audio and video of one connection share that shift, so their alignment is kept.
+- Network inputs use RTSP over TCP by default, socket timeouts ("timeout"/"rw_timeout", in
+  microseconds) and PyAV's open/read timeouts; a lost or refused connection is retried forever
+  (until stop()) with exponential backoff, 1 s doubling to 30 s, reset after a good read. Every
+  URL in a log line or error message is redacted (`redact_url`).
+- Files: `realtime=True` paces frames at the recorded rate (replay); `loop=True` plays forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+
+from ddavs_rt.capture.base import Source, SourceState
+from ddavs_rt.capture.urls import is_network_url, redact_text, redact_url
+from ddavs_rt.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+DISCONTINUITY_S = 0.1  # an audio frame this far from where the previous one ended starts anew
+
+
+class MediaSource(Source):
+    """Video (required) and audio (optional) from a file or an rtsp/http(s)/rtmp/srt URL."""
+
+    def __init__(
+        self,
+        location: str | Path,
+        stream_id: str = "media",
+        *,
+        sample_rate: int = 16000,
+        audio: bool = True,
+        realtime: bool | None = None,
+        loop: bool = False,
+        rtsp_transport: str = "tcp",
+        open_timeout: float = 10.0,
+        read_timeout: float = 10.0,
+        reconnect: bool = True,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        **queue_options,
+    ) -> None:
+        super().__init__(stream_id, **queue_options)
+        self.location = str(location)
+        self.network = is_network_url(self.location)
+        self.sample_rate = int(sample_rate)
+        self.audio_enabled = audio
+        self.realtime = (not self.network) if realtime is None else bool(realtime) and not self.network
+        self.loop = loop and not self.network
+        self.rtsp_transport = rtsp_transport
+        self.open_timeout = float(open_timeout)
+        self.read_timeout = float(read_timeout)
+        self.reconnect = reconnect and self.network
+        self.backoff_initial = float(backoff_initial)
+        self.backoff_max = float(backoff_max)
+        self._container: av.container.InputContainer | None = None
+        self._video_stream = None
+        self._audio_stream = None
+        self._nominal_fps = 25.0
+        # Clock continuity across reconnects and loops.
+        self._offset = 0.0
+        self._rebase_pending = False
+        self._rebase_gap = 0.0
+        self._last_time: float | None = None   # last emitted video time (stream clock)
+        self._last_emit_mono = 0.0
+        self._prev_raw_video: float | None = None
+        # Audio resampling state (per connection).
+        self._resampler: av.AudioResampler | None = None
+        self._audio_anchor: float | None = None
+        self._audio_out = 0
+        self._audio_in_end: float | None = None
+        # Realtime pacing.
+        self._pace: tuple[float, float] | None = None
+
+    def describe(self) -> str:
+        return redact_url(self.location) if self.network else f"file '{self.location}'"
+
+    # ---------------------------------------------------------------- open / close
+    def _open(self) -> None:
+        if not self.network and not Path(self.location).is_file():
+            what = "is a folder, not a media file" if Path(self.location).is_dir() else "does not exist"
+            raise SourceError(f"media file '{self.location}' {what}; check the path")
+        try:
+            self._connect()
+        except SourceError as error:
+            if not self.reconnect:
+                raise
+            # A network source that is down at start-up is retried like a lost one.
+            self._note_error(str(error))
+            log.warning("%s; will keep retrying", error)
+
+    def _options(self) -> dict[str, str]:
+        if not self.network:
+            return {}
+        microseconds = str(int(self.read_timeout * 1_000_000))
+        scheme = self.location.split("://", 1)[0].lower()
+        if scheme in ("rtsp", "rtsps"):
+            return {"rtsp_transport": self.rtsp_transport, "timeout": microseconds}
+        return {"rw_timeout": microseconds, "timeout": microseconds}
+
+    def _connect(self) -> None:
+        try:
+            container = av.open(
+                self.location, mode="r", options=self._options(),
+                timeout=(self.open_timeout, self.read_timeout),
+            )
+        except Exception as error:  # noqa: BLE001 - every failure becomes one SourceError line
+            raise self._open_error(error) from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.describe()} has no video track; ddavs-rt needs video (audio alone cannot be segmented)")
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        self._nominal_fps = float(rate) if rate else 25.0
+        audio = container.streams.audio[0] if (self.audio_enabled and container.streams.audio) else None
+        self._container, self._video_stream, self._audio_stream = container, video, audio
+        self.has_audio = audio is not None
+        self._resampler = None
+        self._audio_anchor = None
+        self._audio_in_end = None
+        self._prev_raw_video = None
+        if self._last_time is not None:
+            self._rebase_pending = True
+        log.info(
+            "%s: opened (video %dx%d ~%.2f fps%s)", self.describe(), video.codec_context.width,
+            video.codec_context.height, self._nominal_fps,
+            f", audio {audio.codec_context.sample_rate} Hz" if audio is not None else ", no audio",
+        )
+
+    def _open_error(self, error: Exception) -> SourceError:
+        name = self.describe()
+        detail = redact_text(getattr(error, "strerror", None) or str(error), self.location)
+        if isinstance(error, av.error.FileNotFoundError):
+            hint = "the server has no such stream path; check the URL" if self.network else "check the path"
+            return SourceError(f"{name} not found ({detail}); {hint}")
+        if isinstance(error, av.error.ConnectionRefusedError):
+            return SourceError(f"{name} refused the connection; check the host and port and that the server is running")
+        if isinstance(error, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)):
+            return SourceError(f"{name} rejected the request ({detail}); check the user name and password")
+        if isinstance(error, (av.error.TimeoutError, av.error.ExitError, TimeoutError)):
+            return SourceError(f"{name} did not answer within {self.open_timeout:g} s ({detail}); check the address and the network")
+        if isinstance(error, av.error.InvalidDataError):
+            return SourceError(f"{name} is not a readable media file or stream (corrupt or unsupported format); check that it plays in a media player")
+        return SourceError(f"{name} could not be opened: {type(error).__name__}: {detail}")
+
+    def _disconnect(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
+                log.debug("%s: close failed", self.describe(), exc_info=True)
+
+    def _close(self) -> None:
+        self._disconnect()
+
+    # ---------------------------------------------------------------- reading
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        while not self.stopping.is_set():
+            if self._container is None:
+                self._set_state(SourceState.RECONNECTING)
+                log.warning("%s: reconnecting in %.1f s (attempt %d)", self.describe(), delay, self.reconnects + 1)
+                if not self._sleep(delay):
+                    return
+                delay = min(delay * 2.0, self.backoff_max)
+                with self._lock:
+                    self.reconnects += 1
+                try:
+                    self._connect()
+                except SourceError as error:
+                    self._note_error(str(error))
+                    log.warning("%s", error)
+                    continue
+                self._set_state(SourceState.RUNNING)
+            frames, reason = self._read_until_end()
+            self._flush_audio()
+            if frames > 0:
+                delay = self.backoff_initial
+            self._disconnect()
+            if self.stopping.is_set():
+                return
+            if self.network:
+                if not self.reconnect:
+                    raise SourceError(f"{self.describe()} stopped: {reason}; enable reconnect to retry")
+                self._note_error(f"{self.describe()} lost: {reason}")
+                log.warning("%s: connection lost (%s)", self.describe(), reason)
+                continue
+            if reason != "end of file":
+                raise SourceError(f"{self.describe()} could not be read: {reason}; the file may be corrupt")
+            if not self.loop:
+                return
+            if frames == 0:
+                raise SourceError(f"{self.describe()} has no decodable video frames; check the file")
+            self._connect()
+
+    def _read_until_end(self) -> tuple[int, str]:
+        """Demux and decode the open input; returns (video frames emitted, why it ended)."""
+        container = self._container
+        assert container is not None
+        streams = [s for s in (self._video_stream, self._audio_stream) if s is not None]
+        emitted = 0
+        try:
+            for packet in container.demux(*streams):
+                if self.stopping.is_set():
+                    return emitted, "stopped"
+                try:
+                    decoded = packet.decode()
+                except (av.error.InvalidDataError, av.error.UndefinedError, ValueError) as error:
+                    with self._lock:
+                        self.decode_errors += 1
+                    log.debug("%s: skipped a bad packet: %s", self.describe(), redact_text(str(error), self.location))
+                    continue
+                for frame in decoded:
+                    if isinstance(frame, av.VideoFrame):
+                        self._on_video_frame(frame)
+                        emitted += 1
+                    elif isinstance(frame, av.AudioFrame):
+                        self._on_audio_frame(frame)
+        except av.error.EOFError:
+            pass
+        except (av.error.FFmpegError, OSError) as error:
+            return emitted, redact_text(f"{type(error).__name__}: {error}", self.location)
+        return emitted, ("end of stream" if self.network else "end of file")
+
+    def _rebase(self, raw_time: float) -> None:
+        """Shift this connection's times so that they continue after the last emitted time."""
+        if not self._rebase_pending or self._last_time is None:
+            return
+        frame_gap = 1.0 / self._nominal_fps
+        elapsed = time.monotonic() - self._last_emit_mono if self.network else 0.0
+        self._offset = self._last_time + max(frame_gap, elapsed) - raw_time
+        self._rebase_pending = False
+
+    def _on_video_frame(self, frame: av.VideoFrame) -> None:
+        raw = frame.time
+        if raw is None:
+            raw = self._prev_raw_video + 1.0 / self._nominal_fps if self._prev_raw_video is not None else 0.0
+        self._prev_raw_video = raw
+        self._rebase(raw)
+        t = raw + self._offset
+        if self.realtime:
+            if self._pace is None:
+                self._pace = (time.monotonic(), t)
+            due = self._pace[0] + (t - self._pace[1])
+            if not self._sleep(due - time.monotonic()):
+                return
+        image = frame.to_ndarray(format="rgb24")  # [H, W, 3] uint8
+        self._last_time = t
+        self._last_emit_mono = time.monotonic()
+        self._emit_video(t, image)
+
+    def _flush_audio(self) -> None:
+        """Emit what the resampler still holds at the end of a connection or file."""
+        if self._resampler is None or self._audio_anchor is None:
+            return
+        try:
+            for out in self._resampler.resample(None):
+                samples = out.to_ndarray().reshape(-1)
+                t = self._audio_anchor + self._audio_out / self.sample_rate
+                self._audio_out += len(samples)
+                self._emit_audio(t, samples, self.sample_rate)
+        except (av.error.FFmpegError, ValueError):
+            log.debug("%s: resampler flush failed", self.describe(), exc_info=True)
+        self._resampler = None
+
+    def _on_audio_frame(self, frame: av.AudioFrame) -> None:
+        raw = frame.time
+        if raw is None:
+            raw = self._audio_in_end if self._audio_in_end is not None else (self._prev_raw_video or 0.0)
+        self._rebase(raw)
+        duration = frame.samples / frame.sample_rate
+        if self._audio_in_end is not None and abs(raw - self._audio_in_end) > DISCONTINUITY_S:
+            log.info("%s: audio discontinuity of %.3f s; re-anchoring", self.describe(), raw - self._audio_in_end)
+            self._resampler = None
+        self._audio_in_end = raw + duration
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+            self._audio_anchor = raw + self._offset
+            self._audio_out = 0
+        for out in self._resampler.resample(frame):
+            samples = out.to_ndarray().reshape(-1)  # packed flt mono: [1, n] -> [n]
+            t = self._audio_anchor + self._audio_out / self.sample_rate
+            self._audio_out += len(samples)
+            self._emit_audio(t, samples, self.sample_rate)

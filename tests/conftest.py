@@ -1,0 +1,42 @@
+"""Shared fixtures for the real-parts capture tests (helpers live in tests/support/).
+
+- `rtsp_server`: a GStreamer RTSP server (H.264 + AAC) on a free loopback port, stopped by PID.
+- `pulse_server`: a private PulseAudio daemon with a null sink, PULSE_SERVER exported.
+Each skips with the missing package named only when the system binaries are absent; CI
+installs them (`scripts/setup.sh --dev`), so there they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from support.pulse import PulseAudioServer, pulse_available
+from support.rtsp_server import RtspServer, free_port, system_rtsp_available
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspServer]:
+    reason = system_rtsp_available()
+    if reason is not None:
+        pytest.skip(reason)
+    server = RtspServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudioServer]:
+    reason = pulse_available()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PulseAudioServer(tmp_path_factory.mktemp("pulse"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

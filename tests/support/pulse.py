@@ -1,0 +1,124 @@
+"""A private PulseAudio daemon with a null sink: a real sound card for microphone tests.
+
+`PulseAudioServer(folder).start()` runs `pulseaudio` with HOME and XDG_RUNTIME_DIR in `folder`,
+a native socket there, a mono 48 kHz null sink `vsink` as default sink and its monitor as default
+source, and exports PULSE_SERVER so that PortAudio's ALSA `pulse` device records from it. A
+silent player (`pacat` from /dev/zero) keeps the sink's clock running in real time (without it,
+reads run slower than real time). `play(wav)` plays a file into the sink. `stop()` ends every
+process it started, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+SINK = "vsink"
+RATE = 48000
+
+
+def pulse_available() -> str | None:
+    """None when the daemon and its tools exist, else the reason to skip."""
+    for tool in ("pulseaudio", "pactl", "pacat", "paplay"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is missing (install pulseaudio pulseaudio-utils)"
+    return None
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = RATE) -> Path:
+    """Write mono float samples in [-1, 1] as a 16-bit WAV (with the standard library)."""
+    import wave
+
+    path = Path(path)
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+class PulseAudioServer:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.socket = self.folder / "native"
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.silence: subprocess.Popen[bytes] | None = None
+        self.players: list[subprocess.Popen[bytes]] = []
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(HOME=str(self.folder), XDG_RUNTIME_DIR=str(self.folder), PULSE_SERVER=f"unix:{self.socket}")
+        return env
+
+    def start(self, timeout: float = 20.0) -> None:
+        script = self.folder / "vmic.pa"
+        script.write_text(
+            f"load-module module-native-protocol-unix auth-anonymous=1 socket={self.socket}\n"
+            f"load-module module-null-sink sink_name={SINK} rate={RATE} channels=1\n"
+            f"set-default-sink {SINK}\n"
+            f"set-default-source {SINK}.monitor\n"
+        )
+        log = open(self.folder / "pulseaudio.log", "wb")
+        self.daemon = subprocess.Popen(
+            ["pulseaudio", "--daemonize=no", "--system=false", "--exit-idle-time=-1", "-n", "-F", str(script)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                break
+            probe = subprocess.run(["pactl", "info"], env=self.env, capture_output=True, timeout=10)
+            if probe.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            probe = None
+        if self.daemon.poll() is not None or probe is None or probe.returncode != 0:
+            output = (self.folder / "pulseaudio.log").read_text(errors="replace")[-500:]
+            self.stop()
+            raise RuntimeError(f"PulseAudio did not start: {output}")
+        for key in ("PULSE_SERVER",):
+            self._saved_env[key] = os.environ.get(key)
+        os.environ["PULSE_SERVER"] = f"unix:{self.socket}"
+        self.silence = subprocess.Popen(
+            ["pacat", "--playback", f"--device={SINK}", f"--rate={RATE}", "--channels=1",
+             "--format=s16le", "/dev/zero"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def play(self, wav: str | Path) -> subprocess.Popen[bytes]:
+        """Start playing a WAV file into the sink; returns the player process."""
+        player = subprocess.Popen(
+            ["paplay", f"--device={SINK}", str(wav)], env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self.players.append(player)
+        return player
+
+    def stop(self) -> None:
+        for process in [*self.players, self.silence, self.daemon]:
+            if process is not None and process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait(timeout=5)
+        self.players, self.silence, self.daemon = [], None, None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}

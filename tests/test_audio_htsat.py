@@ -1,0 +1,197 @@
+"""HTS-AT encoder: shapes, gradients, determinism, Swin helpers, and official checkpoint loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddavs_rt.config import ModelConfig
+from ddavs_rt.errors import CheckpointError
+from ddavs_rt.model.audio_encoder import build_audio_encoder
+from ddavs_rt.model.htsat import (
+    HTSATEncoder,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from ddavs_rt.model.official_audio import load_htsat_checkpoint
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def cfg() -> ModelConfig:
+    return ModelConfig(name="t", audio={"kind": "htsat", "drop_path": 0.0})
+
+
+@pytest.fixture(scope="module")
+def encoder(cfg: ModelConfig) -> HTSATEncoder:
+    torch.manual_seed(0)
+    enc = build_audio_encoder(cfg)
+    assert isinstance(enc, HTSATEncoder)
+    return enc.eval()
+
+
+def _audio(batch: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 16000, generator=gen) * 2 - 1
+
+
+def official_htsat_state(seed: int = 1) -> dict[str, torch.Tensor]:
+    """The official HTS-AT (AudioSet, public config) state_dict names and shapes, random values."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes: dict[str, tuple[int, ...]] = {
+        "spectrogram_extractor.stft.conv_real.weight": (513, 1, 1024),
+        "spectrogram_extractor.stft.conv_imag.weight": (513, 1, 1024),
+        "logmel_extractor.melW": (513, 64),
+        "bn0.weight": (64,), "bn0.bias": (64,), "bn0.running_mean": (64,), "bn0.running_var": (64,),
+        "patch_embed.proj.weight": (96, 1, 4, 4), "patch_embed.proj.bias": (96,),
+        "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,),
+        "norm.weight": (768,), "norm.bias": (768,),
+        "tscam_conv.weight": (527, 768, 2, 3), "tscam_conv.bias": (527,),
+        "head.weight": (527, 527), "head.bias": (527,),
+    }
+    dim, res = 96, 64
+    for i, (depth, heads) in enumerate(zip((2, 2, 6, 2), (4, 8, 16, 32))):
+        window = min(8, res)
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}"
+            shapes.update({
+                f"{b}.norm1.weight": (dim,), f"{b}.norm1.bias": (dim,),
+                f"{b}.attn.relative_position_bias_table": ((2 * window - 1) ** 2, heads),
+                f"{b}.attn.qkv.weight": (3 * dim, dim), f"{b}.attn.qkv.bias": (3 * dim,),
+                f"{b}.attn.proj.weight": (dim, dim), f"{b}.attn.proj.bias": (dim,),
+                f"{b}.norm2.weight": (dim,), f"{b}.norm2.bias": (dim,),
+                f"{b}.mlp.fc1.weight": (4 * dim, dim), f"{b}.mlp.fc1.bias": (4 * dim,),
+                f"{b}.mlp.fc2.weight": (dim, 4 * dim), f"{b}.mlp.fc2.bias": (dim,),
+            })
+            if j % 2 == 1 and res > window:
+                shapes[f"{b}.attn_mask"] = ((res // window) ** 2, window * window, window * window)
+        if i < 3:
+            shapes[f"layers.{i}.downsample.norm.weight"] = (4 * dim,)
+            shapes[f"layers.{i}.downsample.norm.bias"] = (4 * dim,)
+            shapes[f"layers.{i}.downsample.reduction.weight"] = (2 * dim, 4 * dim)
+            dim, res = dim * 2, res // 2
+    state = {name: torch.randn(shape, generator=gen) * 0.05 for name, shape in shapes.items()}
+    state["bn0.running_var"] = torch.rand(64, generator=gen) + 0.5
+    for i, depth in enumerate((2, 2, 6, 2)):
+        window = min(8, 64 >> i)
+        for j in range(depth):
+            state[f"layers.{i}.blocks.{j}.attn.relative_position_index"] = relative_position_index(window)
+    state["bn0.num_batches_tracked"] = torch.tensor(1000)
+    return state
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_htsat_tokens_are_the_8x8_grid_of_768(encoder: HTSATEncoder, batch: int) -> None:
+    with torch.no_grad():
+        tokens = encoder(_audio(batch))
+    assert encoder.out_dim == 768 and encoder.num_tokens == 64
+    assert tokens.shape == (batch, 64, 768)
+    pooled = encoder.pool(tokens)
+    assert pooled.shape == (batch, 768)
+    assert torch.allclose(pooled, tokens.mean(dim=1))
+
+
+def test_spectrogram_is_folded_into_a_256_square(encoder: HTSATEncoder) -> None:
+    with torch.no_grad():
+        image = encoder.spectrogram_image(_audio(2))
+    assert image.shape == (2, 1, 256, 256)
+    # the four stacked 64-band chunks are consecutive stretches of time: the last frame of chunk
+    # k and the first of chunk k+1 are neighbours in the 1024-frame resized spectrogram
+    chunks = image[:, 0].reshape(2, 4, 64, 256)  # [B, chunk, mel, time]
+    seam = (chunks[:, :3, :, -1] - chunks[:, 1:, :, 0]).abs().mean()
+    far = (chunks[:, :3, :, -1] - chunks[:, 1:, :, 128]).abs().mean()
+    assert seam < far
+
+
+def test_htsat_is_deterministic_in_eval_and_rows_are_independent(encoder: HTSATEncoder) -> None:
+    x = _audio(2, seed=3)
+    with torch.no_grad():
+        a, b, single = encoder(x), encoder(x.clone()), encoder(x[1:])
+    assert torch.equal(a, b)
+    assert torch.allclose(a[1:], single, atol=1e-4)
+
+
+def test_gradients_reach_every_htsat_parameter(cfg: ModelConfig) -> None:
+    torch.manual_seed(0)
+    enc = build_audio_encoder(cfg).train()
+    enc(_audio(2)).pow(2).mean().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_window_partition_round_trip_and_layout() -> None:
+    x = torch.arange(2 * 16 * 16 * 3, dtype=torch.float32).reshape(2, 16, 16, 3)
+    windows = window_partition(x, 8)
+    assert windows.shape == (2 * 4, 64, 3)
+    assert torch.equal(windows[1].reshape(8, 8, 3), x[0, 0:8, 8:16])  # second window: top right
+    assert torch.equal(window_reverse(windows, 8, 16, 16), x)
+
+
+def test_shifted_mask_separates_regions_and_relative_index_is_centred() -> None:
+    mask = shifted_window_mask(16, 16, 8, 4)  # [4 windows, 64, 64]
+    assert mask.shape == (4, 64, 64)
+    assert (mask[0] == 0).all()  # the first window holds one region only
+    last = mask[3]  # bottom right window mixes four regions of 16 positions each
+    assert (last == 0).sum() == 4 * 16 * 16 and (last == -100).sum() == 64 * 64 - 4 * 16 * 16
+    index = relative_position_index(8)
+    assert index.shape == (64, 64) and int(index.min()) == 0 and int(index.max()) == 15 * 15 - 1
+    assert (index.diagonal() == 7 * 15 + 7).all()
+
+
+def test_official_htsat_checkpoint_loads_and_changes_outputs(cfg: ModelConfig, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    enc = build_audio_encoder(cfg).eval()
+    x = _audio(1, seed=4)
+    with torch.no_grad():
+        before = enc(x)
+    official = official_htsat_state()
+    path = tmp_path / "HTSAT_AudioSet_Saved_1.ckpt"
+    torch.save({"epoch": 30, "global_step": 1000,
+                "state_dict": {"sed_model." + k: v for k, v in official.items()}}, path)
+    report = load_htsat_checkpoint(enc, path)
+    ours = enc.state_dict()
+    assert set(report.loaded) == set(ours)
+    for key, value in ours.items():
+        assert torch.equal(value, official[key]), key
+    assert "tscam_conv.weight" in report.skipped and "logmel_extractor.melW" in report.skipped
+    with torch.no_grad():
+        after = enc(x)
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_htsat_checkpoint_with_a_wrong_shape_names_key_and_shapes(cfg: ModelConfig, tmp_path: Path) -> None:
+    enc = build_audio_encoder(cfg)
+    official = official_htsat_state()
+    official["layers.2.blocks.3.attn.qkv.weight"] = torch.zeros(1152, 300)
+    path = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"sed_model." + k: v for k, v in official.items()}}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_htsat_checkpoint(enc, path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "layers.2.blocks.3.attn.qkv.weight" in message and "[1152, 300]" in message and "[1152, 384]" in message
+
+
+def test_htsat_mel_matrix_shape_is_checked_and_other_files_are_refused(cfg: ModelConfig, tmp_path: Path) -> None:
+    enc = build_audio_encoder(cfg)
+    official = official_htsat_state()
+    official["logmel_extractor.melW"] = torch.zeros(513, 128)
+    bad_mel = tmp_path / "mel.ckpt"
+    torch.save({"state_dict": {"sed_model." + k: v for k, v in official.items()}}, bad_mel)
+    with pytest.raises(CheckpointError, match=r"logmel_extractor\.melW.*\[513, 128\].*\[513, 64\]"):
+        load_htsat_checkpoint(enc, bad_mel)
+    no_prefix = tmp_path / "raw.ckpt"
+    torch.save({"state_dict": {"model.x": torch.zeros(1)}}, no_prefix)
+    with pytest.raises(CheckpointError, match="sed_model"):
+        load_htsat_checkpoint(enc, no_prefix)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_htsat_checkpoint(enc, tmp_path / "missing.ckpt")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_htsat_checkpoint(enc, garbage)

@@ -1,0 +1,106 @@
+"""The machine an engine runs on: physical cores, CPU model, GPU name; used by backends and bench."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical CPU cores (not hyper-threads) this process may use; falls back to logical CPUs."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        allowed = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            physical = core = None
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    physical = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                elif not line.strip():
+                    if core is not None:
+                        cores.add((physical or "0", core))
+                    physical = core = None
+            if core is not None:
+                cores.add((physical or "0", core))
+    except OSError:
+        pass
+    count = len(cores) or allowed
+    return max(1, min(count, allowed))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> dict[str, Any]:
+    """CPU, cores, memory, library versions and the GPU (if any) for a benchmark record."""
+    import numpy
+    import onnxruntime
+    import torch
+
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "memory_gib": _memory_gib(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "numpy": numpy.__version__,
+        "gpu": None,
+    }
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        info["gpu"] = {
+            "name": torch.cuda.get_device_name(0),
+            "compute_capability": f"{major}.{minor}",
+            "cuda": torch.version.cuda,
+        }
+    try:
+        import tensorrt  # noqa: F401  (optional)
+
+        info["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        info["tensorrt"] = None
+    return info
+
+
+def machine_slug() -> str:
+    """A short file-name-safe name for this machine: GPU name if any, else the CPU model."""
+    import torch
+
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
+    keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
+    return "-".join(part for part in keep.split("-") if part)[:48] or "machine"
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,246 @@
+"""`ddavs-rt build-engine`: compile an exported ONNX file into a TensorRT engine.
+
+    ddavs-rt build-engine --onnx model.onnx --precision fp16 [--timing-cache trt.cache] [--out FILE]
+
+TensorRT 10.x: an explicit-batch network (the only kind in 10.x), builder precision flags
+(FP16; INT8 for a Q/DQ graph: explicit quantization, the calibrator API is deprecated).
+TensorRT 11.x: strongly typed networks only, no precision flags: the ONNX carries the precision.
+fp16 then needs an fp16 graph (converted here with onnxconverter-common when it is installed,
+else with onnxruntime.transformers.float16, which ships with onnxruntime; inputs and outputs keep
+their types), and int8 needs the Q/DQ graph `ddavs-rt calibrate` writes (`--calib-data DIR`
+runs that calibration first, for either version).
+
+One optimization profile spans the sidecar's batch range (opt = --batch-opt, default the max).
+The engine is written atomically with a sidecar (GPU, compute capability, TensorRT and CUDA
+versions, precision, ONNX and checkpoint sha256). The timing cache is loaded only when its key
+(GPU, compute capability, CUDA, TensorRT version, precision) matches, and saved after the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ddavs_rt.atomic import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
+from ddavs_rt.engine.sidecar import OnnxSidecar, TensorRTSidecar, read_onnx_sidecar, write_sidecar
+from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt
+from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers (tested without TensorRT)
+# --------------------------------------------------------------------------------------------
+
+
+def tensorrt_major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def default_engine_path(onnx_path: Path, sidecar: OnnxSidecar, gpu_name: str, precision: str) -> Path:
+    """`{model}_b{max batch}_{gpu}_{precision}.engine` beside the ONNX file."""
+    gpu = "".join(ch.lower() if ch.isalnum() else "-" for ch in gpu_name).strip("-")
+    gpu = "-".join(part for part in gpu.split("-") if part)
+    name = sidecar.config.get("name", onnx_path.stem)
+    return onnx_path.with_name(f"{name}_b{sidecar.batch_max}_{gpu}_{precision}.engine")
+
+
+def timing_cache_key(*, gpu_name: str, compute_capability: str, cuda_version: str | None,
+                     tensorrt_version: str, precision: str) -> dict[str, Any]:
+    return {"gpu_name": gpu_name, "compute_capability": compute_capability, "cuda_version": cuda_version,
+            "tensorrt_version": tensorrt_version, "precision": precision}
+
+
+def timing_cache_key_path(cache_path: str | Path) -> Path:
+    cache_path = Path(cache_path)
+    return cache_path.with_name(cache_path.name + ".key.json")
+
+
+def load_timing_cache_bytes(cache_path: str | Path | None, key: dict[str, Any]) -> bytes:
+    """The cache's bytes when its key file matches `key`, else b'' (a fresh cache)."""
+    if cache_path is None:
+        return b""
+    cache_path = Path(cache_path)
+    key_path = timing_cache_key_path(cache_path)
+    if not cache_path.is_file() or not key_path.is_file():
+        return b""
+    try:
+        stored = json.loads(key_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        stored = None
+    if stored != key:
+        log.info("timing cache %s was made for %s, not %s: starting a fresh one", cache_path, stored, key)
+        return b""
+    return cache_path.read_bytes()
+
+
+def save_timing_cache_bytes(cache_path: str | Path, data: bytes, key: dict[str, Any]) -> None:
+    atomic_write_bytes(cache_path, data)
+    atomic_write_text(timing_cache_key_path(cache_path), json.dumps(key, indent=2) + "\n")
+
+
+def precision_plan(precision: str, onnx_precision: str, trt_major: int) -> dict[str, Any]:
+    """What the build must do for a requested precision, given the ONNX's own precision.
+
+    Returns {"strongly_typed": bool, "flags": [BuilderFlag names], "convert_fp16": bool}.
+    Raises ConfigError for combinations that cannot work (e.g. int8 from a graph without Q/DQ).
+    """
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ConfigError(f"--precision must be fp32, fp16 or int8, not {precision!r}")
+    if precision == "int8" and onnx_precision != "int8":
+        raise ConfigError(
+            "int8 needs a Q/DQ ONNX: run `ddavs-rt calibrate --onnx MODEL.onnx --data DIR --out MODEL.int8.onnx` "
+            "and build from it, or pass --calib-data DIR"
+        )
+    if precision != "int8" and onnx_precision == "int8":
+        raise ConfigError(f"this ONNX is int8 (Q/DQ); build it with --precision int8, or use the fp32 export for {precision}")
+    if precision == "fp32" and onnx_precision == "fp16":
+        raise ConfigError("this ONNX is fp16; build it with --precision fp16, or use the fp32 export for fp32")
+    if trt_major >= 11:  # strongly typed: the graph carries the precision
+        return {"strongly_typed": True, "flags": [], "convert_fp16": precision == "fp16" and onnx_precision == "fp32"}
+    flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[precision]
+    return {"strongly_typed": False, "flags": flags, "convert_fp16": False}
+
+
+# --------------------------------------------------------------------------------------------
+# fp16 conversion (TensorRT 11.x)
+# --------------------------------------------------------------------------------------------
+
+
+def convert_onnx_to_fp16(onnx_path: Path, out_path: Path) -> tuple[Path, str]:
+    """Write an fp16 copy of an fp32 ONNX (inputs/outputs keep their types) and its sidecar."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    try:
+        from onnxconverter_common import float16  # optional
+
+        tool = "onnxconverter-common"
+    except ImportError:
+        from onnxruntime.transformers import float16
+
+        tool = "onnxruntime.transformers.float16"
+    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    with atomic_path(out_path) as tmp:
+        onnx.save(converted, str(tmp))
+    sidecar = read_onnx_sidecar(onnx_path).model_copy(
+        update={"precision": "fp16", "source_onnx_sha256": sha256_file(onnx_path), "exporter": f"{tool} from {onnx_path.name}"}
+    )
+    write_sidecar(out_path, sidecar)
+    log.info("converted %s to fp16 with %s -> %s", onnx_path.name, tool, out_path)
+    return out_path, tool
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------
+
+
+def build_engine(
+    onnx_path: str | Path,
+    precision: str = "fp16",
+    out: str | Path | None = None,
+    calib_data: str | Path | None = None,
+    timing_cache: str | Path | None = None,
+    batch_opt: int | None = None,
+    workspace_gib: float | None = None,
+) -> Path:
+    """Build and write a TensorRT engine (+ sidecar); returns its path."""
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise CheckpointError(f"{onnx_path}: ONNX file not found; export one with `ddavs-rt export --checkpoint DIR --out {onnx_path}`")
+    gpu_name, capability, cuda_version = gpu_identity(0)
+    if precision == "int8" and calib_data is not None:
+        onnx_path = _calibrate_first(onnx_path, Path(calib_data))
+    sidecar = read_onnx_sidecar(onnx_path)
+    major = tensorrt_major(trt.__version__)
+    plan = precision_plan(precision, sidecar.precision, major)
+    if plan["convert_fp16"]:
+        onnx_path, _ = convert_onnx_to_fp16(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
+        sidecar = read_onnx_sidecar(onnx_path)
+    out = Path(out) if out else default_engine_path(onnx_path, sidecar, gpu_name, precision)
+    bmin, bmax = sidecar.batch_min, sidecar.batch_max
+    bopt = min(max(batch_opt or bmax, bmin), bmax)
+    key = timing_cache_key(gpu_name=gpu_name, compute_capability=capability, cuda_version=cuda_version,
+                           tensorrt_version=trt.__version__, precision=precision)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan["strongly_typed"] else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    log.info("parsing %s", onnx_path)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise CheckpointError(f"{onnx_path}: TensorRT's ONNX parser rejected it: {errors}")
+    config = builder.create_builder_config()
+    for flag in plan["flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if workspace_gib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    _add_profile(builder, config, network, bmin, bopt, bmax)
+    cache = config.create_timing_cache(load_timing_cache_bytes(timing_cache, key))
+    config.set_timing_cache(cache, False)
+
+    log.info("building a %s TensorRT %s engine for %s (batch %d/%d/%d); this takes minutes",
+             precision, trt.__version__, gpu_name, bmin, bopt, bmax)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise DdavsError(f"{onnx_path}: the TensorRT build failed (see the TensorRT log above)")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    write_sidecar(out, TensorRTSidecar(
+        onnx=sidecar, onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path),
+        checkpoint_sha256=sidecar.checkpoint_sha256, precision=precision,  # type: ignore[arg-type]
+        tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=capability,
+        cuda_version=cuda_version, batch_min=bmin, batch_opt=bopt, batch_max=bmax,
+        strongly_typed=plan["strongly_typed"],
+    ))
+    if timing_cache:
+        save_timing_cache_bytes(timing_cache, bytes(config.get_timing_cache().serialize()), key)
+    log.info("wrote %s", out)
+    return out
+
+
+def _add_profile(builder, config, network, bmin: int, bopt: int, bmax: int) -> None:
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(tensor.shape)[1:]  # everything after the dynamic batch dim
+        if any(d < 0 for d in rest):
+            raise CheckpointError(f"input {tensor.name} has dynamic non-batch dims {tuple(tensor.shape)}; re-export with fixed H, W, S")
+        profile.set_shape(tensor.name, (bmin, *rest), (bopt, *rest), (bmax, *rest))
+    config.add_optimization_profile(profile)
+
+
+def _calibrate_first(onnx_path: Path, data: Path) -> Path:
+    from ddavs_rt.calibration.quantize import calibrate_onnx  # offline tool, imported only here
+
+    out = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    return calibrate_onnx(onnx_path, data, out)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", required=True, type=Path, help="ONNX file from `ddavs-rt export` (or `calibrate` for int8)")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    parser.add_argument("--calib-data", type=Path, default=None, help="int8: calibrate on these SynthAVS clips first")
+    parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file (reused when it matches)")
+    parser.add_argument("--batch-opt", type=int, default=None, help="batch size to tune for (default: the max)")
+    parser.add_argument("--workspace-gib", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="engine file (default: {model}_b{max}_{gpu}_{precision}.engine)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = build_engine(args.onnx, args.precision, args.out, args.calib_data, args.timing_cache, args.batch_opt, args.workspace_gib)
+    print(out)
+    return 0

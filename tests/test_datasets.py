@@ -1,0 +1,302 @@
+"""Dataset loaders read tiny fixture trees in every layout, and malformed trees fail in one line."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ddavs_rt.errors import DataError
+from ddavs_rt.train.datasets import ClipSample, collate_clips, open_dataset, voc_palette
+
+torch.set_num_threads(1)
+
+WAV_RATE = 8000
+MODEL_RATE = 16000
+SIDE = 32
+
+
+# ------------------------------------------------------------------ fixture writers
+
+
+def tone_hz(clip: int, second: int) -> float:
+    """Each second of each clip has its own tone, so a window proves which second it holds."""
+    return 300.0 + 200.0 * second + 40.0 * clip
+
+
+def write_wav(path: Path, clip: int, seconds: int, extra_hz: float | None = None) -> None:
+    t = np.arange(WAV_RATE) / WAV_RATE
+    pieces = [0.5 * np.sin(2 * np.pi * tone_hz(clip, s) * t) for s in range(seconds)]
+    signal = np.concatenate(pieces)
+    if extra_hz is not None:
+        signal = np.sin(2 * np.pi * extra_hz * np.arange(signal.size) / WAV_RATE) * 0.5
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(WAV_RATE)
+        handle.writeframes((signal * 32767).astype("<i2").tobytes())
+
+
+def frame_colour(clip: int, k: int) -> tuple[int, int, int]:
+    return (20 + 22 * k, 60 + 30 * clip, 120)  # RGB
+
+
+def write_frame(path: Path, clip: int, k: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
+    rgb[:] = frame_colour(clip, k)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def box_mask(k: int) -> np.ndarray:
+    """Sounding box grows with the frame index: its area tells frames apart. {0, 1} [32, 32]."""
+    mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
+    mask[4 : 8 + 4 * k, 4:20] = 1
+    return mask
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), array)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header)] + [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def build_s4(root: Path) -> None:
+    rows = []
+    for clip, (name, category, split) in enumerate([("vidA", "dog", "train"), ("vidB", "cat", "test")]):
+        rows.append([name, 0, category, split])
+        for k in range(1, 6):
+            write_frame(root / "visual_frames" / split / category / name / f"{name}_{k}.png", clip, k - 1)
+            if split != "train" or k == 1:
+                write_png(root / "gt_masks" / split / category / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
+        write_wav(root / "audio_wav" / split / category / f"{name}.wav", clip, 5)
+    write_csv(root / "s4_meta_data.csv", ["name", "start time", "category", "split"], rows)
+
+
+def build_ms3(root: Path) -> None:
+    rows = []
+    for clip, name in enumerate(["m1", "m2"]):
+        rows.append([name, "val"])
+        for k in range(1, 6):
+            write_frame(root / "visual_frames" / name / f"{name}.mp4_{k}.png", clip, k - 1)
+            write_png(root / "gt_masks" / "val" / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
+        write_wav(root / "audio_wav" / "val" / f"{name}.wav", clip, 5)
+    write_csv(root / "ms3_meta_data.csv", ["video_id", "split"], rows)
+
+
+def semantic_map(k: int, class_id: int) -> np.ndarray:
+    return (box_mask(k) * class_id).astype(np.uint8)
+
+
+def build_avss(root: Path) -> None:
+    clips = [("u1", "v1s", "train", 5, "semantic"), ("u2", "v2", "train", 10, "semantic"), ("u3", "v1m", "train", 5, "rgb")]
+    palette = voc_palette()
+    for clip, (uid, label, split, n, kind) in enumerate(clips):
+        base = root / label / uid
+        for i in range(n):
+            write_frame(base / "frames" / f"{i}.jpg", clip, i)
+            ids = semantic_map(i, class_id=clip + 3)
+            if kind == "semantic":
+                write_png(base / "labels_semantic" / f"{i}.png", ids)
+            else:
+                write_png(base / "labels_rgb" / f"{i}.png", cv2.cvtColor(palette[ids], cv2.COLOR_RGB2BGR))
+        write_wav(base / "audio.wav", clip, n)
+    write_csv(root / "metadata.csv", ["uid", "label", "split"], [[c[0], c[1], c[2]] for c in clips])
+
+
+def build_synthavs(root: Path) -> None:
+    classes = ["background", "drum", "dog", "car"]
+    (root / "classes.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "classes.json").write_text(json.dumps(classes))
+    rows = []
+    for clip, (uid, split) in enumerate([("s0", "train"), ("s1", "test")]):
+        rows.append([uid, "synth", split])
+        base = root / "synth" / uid
+        for i in range(5):
+            write_frame(base / "frames" / f"{i}.jpg", clip, i)
+            ids = semantic_map(i, class_id=2)
+            ids[24:30, 24:30] = 3  # a silent distractor: in the class map, not in the binary mask
+            write_png(base / "labels_semantic" / f"{i}.png", ids)
+            write_png(base / "masks" / f"{i}.png", box_mask(i) * 255)
+        (base / "meta.json").write_text(json.dumps({"tags": ["single", "distractor"] if clip == 0 else ["off-screen"]}))
+        write_wav(base / "audio.wav", clip, 5)
+    write_csv(root / "metadata.csv", ["uid", "label", "split"], rows)
+
+
+def build_vpo(root: Path) -> None:
+    header = ["cateName", "img_Id", "ann_Ids", "cateId", "vgg_file", "split"]
+    # image 7: one dog (single source); image 9: a dog and a car (two sources, two audio files)
+    rows = [["dog", 7, 70, 18, "vggA", "train"], ["dog", 9, 90, 18, "vggB", "train"], ["car", 9, 91, 3, "vggC", "train"]]
+    write_csv(root / "vpo_ms_train.csv", header, rows)
+    for clip, (category, image_id, ann, _cid, vgg, split) in enumerate(rows):
+        write_frame(root / split / "data" / category / f"{image_id:012d}.jpg", clip, 0)
+        mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
+        if category == "car":
+            mask[20:30, 0:10] = 1
+        else:
+            mask[0:10, 0:10] = 1
+        write_png(root / "mask" / category / f"{image_id:012d}_{ann:012d}.png", mask)
+    write_wav(root / "audios" / "vggA.wav", 0, 1, extra_hz=500.0)
+    write_wav(root / "audios" / "vggB.wav", 0, 1, extra_hz=700.0)
+    write_wav(root / "audios" / "vggC.wav", 0, 1, extra_hz=1300.0)
+
+
+# ------------------------------------------------------------------ checks
+
+
+def dominant_hz(window: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(window))
+    return float(np.fft.rfftfreq(window.size, 1 / MODEL_RATE)[np.argmax(spectrum)])
+
+
+def assert_tones(sample: ClipSample, clip: int, seconds: int) -> None:
+    assert sample.audio.dtype == np.float32 and sample.audio.shape[1] == MODEL_RATE
+    for t in range(seconds):
+        assert dominant_hz(sample.audio[t]) == pytest.approx(tone_hz(clip, t), abs=3), f"window {t}"
+
+
+def assert_colours(sample: ClipSample, clip: int, frames: int) -> None:
+    for k in range(frames):
+        assert np.abs(sample.frames[k].reshape(-1, 3).mean(0) - frame_colour(clip, k)).max() < 6, f"frame {k}"
+
+
+def test_s4_train_has_first_mask_only_and_aligned_audio(tmp_path: Path) -> None:
+    build_s4(tmp_path)
+    dataset = open_dataset(tmp_path, "s4", "train", size=None, sample_rate=MODEL_RATE)
+    assert len(dataset) == 1
+    sample = dataset[0]
+    assert sample.uid == "vidA" and sample.tags == ["dog"] and sample.semantic is None
+    assert sample.frames.shape == (5, SIDE, SIDE, 3) and sample.frames.dtype == np.uint8
+    assert sample.mask_valid.tolist() == [True, False, False, False, False]
+    assert np.array_equal(sample.masks[0], box_mask(0)) and sample.masks[1:].sum() == 0
+    assert_colours(sample, 0, 5)
+    assert_tones(sample, 0, 5)
+
+
+def test_s4_test_split_resizes_frames_bilinear_and_masks_nearest(tmp_path: Path) -> None:
+    build_s4(tmp_path)
+    sample = open_dataset(tmp_path, "s4", "test", size=16, sample_rate=MODEL_RATE)[0]
+    assert sample.frames.shape == (5, 16, 16, 3) and sample.masks.shape == (5, 16, 16)
+    assert sample.mask_valid.all()
+    assert set(np.unique(sample.masks)) <= {0, 1}
+    for k in range(5):
+        expected = cv2.resize(box_mask(k), (16, 16), interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(sample.masks[k], expected)
+    assert_tones(sample, 1, 5)
+
+
+def test_ms3_reads_five_masks_and_batches_through_a_dataloader(tmp_path: Path) -> None:
+    build_ms3(tmp_path)
+    dataset = open_dataset(tmp_path, "ms3", "val", size=32, sample_rate=MODEL_RATE)
+    batch = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_clips)))
+    assert batch["uid"] == ["m1", "m2"]
+    assert batch["frames"].shape == (2, 5, SIDE, SIDE, 3) and batch["audio"].shape == (2, 5, MODEL_RATE)
+    assert batch["masks"].sum(dim=(2, 3))[1].tolist() == [int(box_mask(k).sum()) for k in range(5)]
+    assert batch["semantic"] is None and batch["mask_valid"].all()
+    assert_tones(dataset[1], 1, 5)
+
+
+def test_avss_pads_v1_clips_to_ten_frames_and_reads_class_ids(tmp_path: Path) -> None:
+    build_avss(tmp_path)
+    dataset = open_dataset(tmp_path, "avss", "train", size=None, sample_rate=MODEL_RATE)
+    by_uid = {dataset[i].uid: dataset[i] for i in range(len(dataset))}
+    v1s, v2, v1m = by_uid["u1"], by_uid["u2"], by_uid["u3"]
+    assert v1s.frames.shape[0] == 10 and v1s.frame_valid.tolist() == [True] * 5 + [False] * 5
+    assert v1s.mask_valid.tolist() == [True] + [False] * 9  # v1s train: first frame labelled
+    assert v1s.frames[5:].max() == 0 and np.abs(v1s.audio[5:]).max() == 0
+    assert v1s.tags == ["v1s"]
+    assert np.array_equal(v1s.semantic[0], semantic_map(0, 3)) and np.array_equal(v1s.masks[0], box_mask(0))
+    assert v2.mask_valid.all() and np.array_equal(v2.semantic[9], semantic_map(9, 4))
+    assert_tones(v2, 1, 10)
+    assert_colours(v2, 1, 10)
+    # labels_rgb only: the VOC palette is decoded back to class ids
+    assert v1m.mask_valid[:5].all() and np.array_equal(v1m.semantic[4], semantic_map(4, 5))
+
+
+def test_synthavs_uses_binary_masks_meta_tags_and_class_list(tmp_path: Path) -> None:
+    build_synthavs(tmp_path)
+    train = open_dataset(tmp_path, "synthavs", "train", size=None, sample_rate=MODEL_RATE)
+    sample = train[0]
+    assert train.class_names == ["background", "drum", "dog", "car"] == sample.class_names
+    assert sample.tags == ["single", "distractor"]
+    assert sample.frames.shape[0] == 5 and sample.mask_valid.all() and sample.frame_valid.all()
+    # the distractor (class 3) is in the semantic map but not sounding in the binary mask
+    assert (sample.semantic[2] == 3).sum() == 36
+    assert np.array_equal(sample.masks[2], box_mask(2))
+    assert_tones(sample, 0, 5)
+    test = open_dataset(tmp_path, "synthavs", "test", size=None, sample_rate=MODEL_RATE)
+    assert test.uids == ["s1"] and test[0].tags == ["off-screen"]
+
+
+def test_vpo_groups_rows_of_one_image_and_mixes_their_audio(tmp_path: Path) -> None:
+    build_vpo(tmp_path)
+    dataset = open_dataset(tmp_path, "vpo", "train", size=None, sample_rate=MODEL_RATE, subset="ms")
+    assert dataset.class_names == ["background", "car", "dog"]
+    assert dataset.uids == ["000000000007", "000000000009"]
+    single, double = dataset[0], dataset[1]
+    assert single.frames.shape == (1, SIDE, SIDE, 3) and single.audio.shape == (1, MODEL_RATE)
+    assert dominant_hz(single.audio[0]) == pytest.approx(500, abs=3)
+    assert (double.semantic[0] == 2).sum() == 100 and (double.semantic[0] == 1).sum() == 100
+    assert double.masks[0].sum() == 200 and double.tags == ["ms", "dog", "car"]
+    spectrum = np.abs(np.fft.rfft(double.audio[0]))
+    freqs = np.fft.rfftfreq(MODEL_RATE, 1 / MODEL_RATE)
+    top_two = sorted(freqs[np.argsort(spectrum)[-2:]].round())
+    assert top_two == [700.0, 1300.0]
+
+
+# ------------------------------------------------------------------ malformed trees
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[DataError]) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    build_s4(tmp_path)
+    write_csv(tmp_path / "s4_meta_data.csv", ["name", "split"], [["vidA", "train"]])
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(tmp_path, "s4", "train", size=None)
+    assert "'category'" in one_line_error(excinfo)
+
+
+def test_missing_frame_is_named_at_construction(tmp_path: Path) -> None:
+    build_ms3(tmp_path)
+    missing = tmp_path / "visual_frames" / "m2" / "m2.mp4_4.png"
+    missing.unlink()
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(tmp_path, "ms3", "val", size=None)
+    assert str(missing) in one_line_error(excinfo)
+
+
+def test_missing_audio_is_named_at_construction(tmp_path: Path) -> None:
+    build_synthavs(tmp_path)
+    missing = tmp_path / "synth" / "s0" / "audio.wav"
+    missing.unlink()
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(tmp_path, "synthavs", "train", size=None)
+    assert str(missing) in one_line_error(excinfo)
+
+
+def test_missing_vpo_column_and_unknown_layout(tmp_path: Path) -> None:
+    build_vpo(tmp_path)
+    write_csv(tmp_path / "vpo_ms_train.csv", ["cateName", "img_Id", "ann_Ids", "cateId", "split"], [["dog", 7, 70, 18, "train"]])
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(tmp_path, "vpo", "train", subset="ms")
+    assert "'vgg_file'" in one_line_error(excinfo)
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(tmp_path, "coco", "train")
+    assert "unknown dataset layout" in one_line_error(excinfo)

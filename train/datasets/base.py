@@ -1,0 +1,182 @@
+"""A clip dataset as a list of file plans; each layout module only builds the plans.
+
+A plan names every file a sample reads. Building it checks that each file exists, so a malformed
+tree fails when the dataset is opened, with a one-line DataError naming the file, rather than
+halfway through an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ddavs_rt.errors import DataError
+
+from .media import Size, audio_windows, decode_audio, read_gray, read_palette_labels, read_rgb
+from .sample import ClipSample
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """The files of one frame. `image` None is a padding frame. Ground truth, first found wins:
+    `mask` (binary PNG, > 0 is sounding) for the binary mask; `semantic` (class-id PNG),
+    `semantic_rgb` (VOC palette PNG) or `class_masks` ((PNG, class id) pairs painted in order) for
+    the class map. A frame with none of them has no ground truth (mask_valid False)."""
+
+    image: Path | None
+    mask: Path | None = None
+    semantic: Path | None = None
+    semantic_rgb: Path | None = None
+    class_masks: tuple[tuple[Path, int], ...] = ()
+
+    @property
+    def has_semantic(self) -> bool:
+        return self.semantic is not None or self.semantic_rgb is not None or bool(self.class_masks)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.mask is not None or self.has_semantic
+
+    def files(self) -> list[Path]:
+        paths = [self.image, self.mask, self.semantic, self.semantic_rgb, *(p for p, _ in self.class_masks)]
+        return [p for p in paths if p is not None]
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    uid: str
+    frames: tuple[FramePlan, ...]
+    audio: tuple[Path, ...]  # several files are mixed (averaged), as in VPO multi-source
+    tags: tuple[str, ...] = ()
+
+    def files(self) -> list[Path]:
+        return [*(p for f in self.frames for p in f.files()), *self.audio]
+
+
+def require_files(plans: list[ClipPlan]) -> None:
+    """Raise a one-line DataError for the first file of any plan that does not exist."""
+    for plan in plans:
+        for path in plan.files():
+            if not path.is_file():
+                raise DataError(f"missing file {path} (clip {plan.uid}); restore it or remove the clip from the metadata")
+
+
+def normalise_size(size: int | tuple[int, int] | None) -> Size | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    height, width = size
+    return (int(height), int(width))
+
+
+@dataclass
+class LayoutInfo:
+    name: str
+    semantic: bool  # the layout has class maps
+    class_names: list[str] = field(default_factory=list)
+
+
+class ClipDataset(Dataset[ClipSample]):
+    """Reads the clips of a list of plans into ClipSample.
+
+    size: (H, W) or an int for square frames; None keeps the stored size (masks follow the frame).
+    sample_rate: the model's rate; audio is resampled to it and cut into one window per frame.
+    """
+
+    def __init__(
+        self,
+        plans: list[ClipPlan],
+        info: LayoutInfo,
+        size: int | tuple[int, int] | None = None,
+        sample_rate: int = 16000,
+        window_seconds: float = 1.0,
+    ) -> None:
+        if sample_rate <= 0:
+            raise DataError(f"sample_rate must be positive, got {sample_rate}")
+        require_files(plans)
+        self.plans = plans
+        self.info = info
+        self.size = normalise_size(size)
+        self.sample_rate = sample_rate
+        self.window_seconds = window_seconds
+        logger.info("%s: %d clips", info.name, len(plans))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info.class_names)
+
+    @property
+    def uids(self) -> list[str]:
+        return [plan.uid for plan in self.plans]
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __getitem__(self, index: int) -> ClipSample:
+        plan = self.plans[index]
+        frame_size = self.size or self._first_frame_size(plan)
+        height, width = frame_size
+        t = len(plan.frames)
+        frames = np.zeros((t, height, width, 3), dtype=np.uint8)
+        masks = np.zeros((t, height, width), dtype=np.uint8)
+        semantic = np.zeros((t, height, width), dtype=np.uint8) if self.info.semantic else None
+        mask_valid = np.zeros(t, dtype=bool)
+        frame_valid = np.zeros(t, dtype=bool)
+        for i, frame in enumerate(plan.frames):
+            if frame.image is None:
+                continue
+            frames[i] = read_rgb(frame.image, frame_size)
+            frame_valid[i] = True
+            if not frame.has_truth:
+                continue
+            mask_valid[i] = True
+            classes = self._read_classes(frame, frame_size) if frame.has_semantic else None
+            if semantic is not None and classes is not None:
+                semantic[i] = classes
+            if frame.mask is not None:
+                masks[i] = read_gray(frame.mask, frame_size) > 0
+            elif classes is not None:
+                masks[i] = classes > 0
+        wave = self._read_audio(plan)
+        audio = audio_windows(wave, self.sample_rate, t, self.window_seconds)
+        audio[~frame_valid] = 0.0  # a padding frame has no sound
+        return ClipSample(
+            uid=plan.uid, frames=frames, audio=audio, masks=masks, semantic=semantic,
+            mask_valid=mask_valid, frame_valid=frame_valid, tags=list(plan.tags),
+            class_names=self.class_names, layout=self.info.name,
+        )
+
+    def _first_frame_size(self, plan: ClipPlan) -> Size:
+        first = next(f.image for f in plan.frames if f.image is not None)
+        return read_rgb(first, None).shape[:2]  # type: ignore[return-value]
+
+    def _read_classes(self, frame: FramePlan, size: Size) -> np.ndarray:
+        if frame.semantic is not None:
+            return read_gray(frame.semantic, size)
+        if frame.semantic_rgb is not None:
+            return read_palette_labels(frame.semantic_rgb, size)
+        classes = np.zeros(size, dtype=np.uint8)
+        for path, class_id in frame.class_masks:
+            object_mask = read_gray(path, size)
+            classes[(object_mask > 0) & (object_mask != 255)] = class_id  # 255 marks ignored pixels
+        return classes
+
+    def _read_audio(self, plan: ClipPlan) -> np.ndarray:
+        waves = [decode_audio(path, self.sample_rate) for path in plan.audio]
+        if len(waves) == 1:
+            return waves[0]
+        length = max(w.size for w in waves)
+        mix = np.zeros(length, dtype=np.float32)
+        for w in waves:
+            mix[: w.size] += w
+        return mix / len(waves)
+
+
+__all__ = ["ClipDataset", "ClipPlan", "FramePlan", "LayoutInfo", "require_files", "normalise_size"]

@@ -1,0 +1,109 @@
+"""Audio-Visual Alignment Module (paper section 3.3) and the baseline fusion block.
+
+A cross alignment block runs before the transformer blocks of a MiT stage, on the tokens the
+stage's patch embedding produced. With the audio queries Q projected to the stage width C:
+
+    H_a = q + Attn(LN(q), LN(H_v), LN(H_v))              audio-guided filtering, eq. (7)
+    H_a = H_a + FFN(LN(H_a))
+    H_v = H_v + Attn(LN(H_v), LN(H_a), LN(H_a))          visual-guided enhancement, eq. (8)
+
+(pre-norm residual form). Every stage starts again from the same Q (eq. 3: AVAM^i(Q, H_v^{i-1})),
+so the filtered H_a of one stage is not carried into the next.
+
+`HeadFusion` is the baseline fusion used when AVAM is off: once, at the encoder-decoder
+interface, the stage-4 tokens attend to the audio queries (or tokens), so every variant of the
+ablation uses audio.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LN_EPS = 1e-6
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query and key/value inputs (batch first).
+
+    Written with `scaled_dot_product_attention` so it exports to ONNX with a dynamic batch.
+    """
+
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        kv_dim = dim if kv_dim is None else kv_dim
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(kv_dim, dim)
+        self.v = nn.Linear(kv_dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+        """query [B, Nq, C], context [B, Nk, Ckv] -> [B, Nq, C]."""
+        b, nq, c = query.shape
+        d = c // self.heads
+        q = self.q(query).reshape(b, nq, self.heads, d).transpose(1, 2)  # [B, h, Nq, d]
+        k = self.k(context).reshape(b, -1, self.heads, d).transpose(1, 2)  # [B, h, Nk, d]
+        v = self.v(context).reshape(b, -1, self.heads, d).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, h, Nq, d]
+        return self.proj(out.transpose(1, 2).reshape(b, nq, c))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+def attention_heads(width: int, wanted: int, fallback: int) -> int:
+    """`wanted` heads when they divide `width`, else the MiT stage's own head count."""
+    return wanted if width % wanted == 0 else fallback
+
+
+class CrossAlignmentBlock(nn.Module):
+    """Bidirectional cross-attention between audio queries and one stage's visual tokens."""
+
+    def __init__(self, audio_dim: int, width: int, heads: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(audio_dim, width)  # audio width d -> stage width C
+        self.norm_q = nn.LayerNorm(width, eps=LN_EPS)
+        self.norm_v1 = nn.LayerNorm(width, eps=LN_EPS)
+        self.filtering = MultiHeadAttention(width, heads)  # eq. (7)
+        self.norm_a = nn.LayerNorm(width, eps=LN_EPS)
+        self.ffn = FeedForward(width, mlp_ratio)
+        self.norm_v2 = nn.LayerNorm(width, eps=LN_EPS)
+        self.norm_a2 = nn.LayerNorm(width, eps=LN_EPS)
+        self.enhancement = MultiHeadAttention(width, heads)  # eq. (8)
+
+    def forward(self, visual: Tensor, queries: Tensor) -> Tensor:
+        """visual tokens [B, N, C], audio queries [B, n, d] -> visual tokens [B, N, C]."""
+        q = self.query_proj(queries)  # [B, n, d] -> [B, n, C]
+        h_a = q + self.filtering(self.norm_q(q), self.norm_v1(visual))  # queries look at the image
+        h_a = h_a + self.ffn(self.norm_a(h_a))
+        return visual + self.enhancement(self.norm_v2(visual), self.norm_a2(h_a))  # image looks back
+
+
+class HeadFusion(nn.Module):
+    """Baseline fusion at the encoder-decoder interface: stage-4 tokens attend to the audio."""
+
+    def __init__(self, audio_dim: int, width: int, heads: int) -> None:
+        super().__init__()
+        self.audio_proj = nn.Linear(audio_dim, width)
+        self.norm_v = nn.LayerNorm(width, eps=LN_EPS)
+        self.norm_a = nn.LayerNorm(width, eps=LN_EPS)
+        self.attn = MultiHeadAttention(width, heads)
+
+    def forward(self, feature: Tensor, audio: Tensor) -> Tensor:
+        """feature map [B, C, h, w], audio [B, n, d] -> feature map [B, C, h, w]."""
+        b, c, h, w = feature.shape
+        tokens = feature.flatten(2).transpose(1, 2)  # [B, C, h, w] -> [B, h*w, C]
+        a = self.norm_a(self.audio_proj(audio))  # [B, n, C]
+        tokens = tokens + self.attn(self.norm_v(tokens), a)
+        return tokens.transpose(1, 2).reshape(b, c, h, w)

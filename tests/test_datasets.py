@@ -300,3 +300,13 @@ def test_missing_vpo_column_and_unknown_layout(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         open_dataset(tmp_path, "coco", "train")
     assert "unknown dataset layout" in one_line_error(excinfo)
+
+
+def test_undecodable_audio_is_a_one_line_error_when_read(tmp_path: Path) -> None:
+    build_synthavs(tmp_path)
+    broken = tmp_path / "synth" / "s0" / "audio.wav"
+    broken.write_bytes(b"this is not a wav file")
+    dataset = open_dataset(tmp_path, "synthavs", "train", size=None)
+    with pytest.raises(DataError) as excinfo:
+        dataset[0]
+    assert str(broken) in one_line_error(excinfo)

@@ -1,0 +1,139 @@
+"""TensorRT: staleness checks, timing-cache keys and precision plans as pure functions; the
+missing-TensorRT error; a real build where TensorRT and a GPU exist (skipped otherwise)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from ddavs_rt.cli import main as cli_main
+from ddavs_rt.engine.sidecar import (
+    OnnxSidecar, TensorInfo, TensorRTSidecar, check_tensorrt_sidecar, read_tensorrt_sidecar,
+    rebuild_command, tensorrt_mismatch, write_sidecar,
+)
+from ddavs_rt.engine.tensorrt_backend import TENSORRT_MISSING, import_tensorrt
+from ddavs_rt.engine.tensorrt_build import (
+    load_timing_cache_bytes, precision_plan, save_timing_cache_bytes, timing_cache_key,
+)
+from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
+
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _engine_sidecar(**changes) -> TensorRTSidecar:
+    onnx = OnnxSidecar(
+        model_id="ddavs-tiny@abc", config={"name": "ddavs-tiny"}, checkpoint_sha256="c" * 64, opset=18,
+        inputs=[TensorInfo(name="frames", dtype="uint8", shape=["batch", 224, 224, 3])],
+        outputs=[TensorInfo(name="mask_logits", dtype="float32", shape=["batch", 1, 224, 224])],
+        batch_min=1, batch_max=8, exporter="torch 2.11.0 (dynamo)",
+    )
+    fields = dict(onnx=onnx, onnx_path="/models/tiny.onnx", onnx_sha256="o" * 64, checkpoint_sha256="c" * 64,
+                  precision="fp16", tensorrt_version="10.15.1", gpu_name="NVIDIA H100 80GB HBM3",
+                  compute_capability="9.0", cuda_version="13.0", batch_min=1, batch_opt=8, batch_max=8)
+    fields.update(changes)
+    return TensorRTSidecar(**fields)
+
+
+HERE = dict(gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", tensorrt_version="10.15.1")
+
+
+def test_an_engine_matching_this_machine_is_accepted():
+    sidecar = _engine_sidecar()
+    assert tensorrt_mismatch(sidecar, **HERE) is None
+    assert tensorrt_mismatch(sidecar, **HERE, checkpoint_sha256="c" * 64) is None
+    check_tensorrt_sidecar(sidecar, "/models/e.engine", **HERE)  # no raise
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"tensorrt_version": "10.14.0"}, "built with TensorRT 10.14.0, this machine has TensorRT 10.15.1"),
+        ({"gpu_name": "NVIDIA L4", "compute_capability": "8.9"}, "built for NVIDIA L4 (compute 8.9)"),
+        ({"checkpoint_sha256": "d" * 64}, "built from checkpoint dddddddddddd"),
+    ],
+)
+def test_a_stale_engine_is_refused_with_the_rebuild_command(changes, expected):
+    sidecar = _engine_sidecar(**changes)
+    reason = tensorrt_mismatch(sidecar, **HERE, checkpoint_sha256="c" * 64)
+    assert reason is not None and expected in reason
+    with pytest.raises(CheckpointError) as info:
+        check_tensorrt_sidecar(sidecar, "/models/e.engine", **HERE, checkpoint_sha256="c" * 64)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.endswith("rebuild it: ddavs-rt build-engine --onnx /models/tiny.onnx --precision fp16 --out /models/e.engine")
+
+
+def test_rebuild_command_quotes_paths_with_spaces():
+    command = rebuild_command(_engine_sidecar(onnx_path="/my models/t.onnx", precision="int8"), "/out dir/e.engine")
+    assert command == "ddavs-rt build-engine --onnx '/my models/t.onnx' --precision int8 --out '/out dir/e.engine'"
+
+
+def test_tensorrt_sidecar_round_trips_through_its_file(tmp_path):
+    engine = tmp_path / "tiny_b8_h100_fp16.engine"
+    engine.write_bytes(b"not really an engine")
+    write_sidecar(engine, _engine_sidecar())
+    assert read_tensorrt_sidecar(engine) == _engine_sidecar()
+    data = json.loads((tmp_path / "tiny_b8_h100_fp16.engine.json").read_text())
+    assert data["kind"] == "tensorrt" and data["gpu_name"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_timing_cache_is_reused_only_when_its_key_matches(tmp_path):
+    cache = tmp_path / "trt.cache"
+    key = timing_cache_key(gpu_name="H100", compute_capability="9.0", cuda_version="13.0",
+                           tensorrt_version="10.15.1", precision="fp16")
+    assert load_timing_cache_bytes(cache, key) == b""  # nothing yet
+    save_timing_cache_bytes(cache, b"tactics", key)
+    assert load_timing_cache_bytes(cache, key) == b"tactics"
+    for field, value in [("precision", "int8"), ("tensorrt_version", "10.14.0"), ("cuda_version", "12.8"),
+                         ("gpu_name", "L4")]:
+        assert load_timing_cache_bytes(cache, {**key, field: value}) == b""
+    assert load_timing_cache_bytes(None, key) == b""
+
+
+def test_precision_plans_for_tensorrt_10_and_11():
+    assert precision_plan("fp16", "fp32", 10) == {"strongly_typed": False, "flags": ["FP16"], "convert_fp16": False}
+    assert precision_plan("int8", "int8", 10)["flags"] == ["INT8", "FP16"]
+    assert precision_plan("fp32", "fp32", 10)["flags"] == []
+    assert precision_plan("fp16", "fp32", 11) == {"strongly_typed": True, "flags": [], "convert_fp16": True}
+    assert precision_plan("fp16", "fp16", 11)["convert_fp16"] is False
+    assert precision_plan("int8", "int8", 11) == {"strongly_typed": True, "flags": [], "convert_fp16": False}
+    with pytest.raises(ConfigError, match="ddavs-rt calibrate"):
+        precision_plan("int8", "fp32", 10)
+    with pytest.raises(ConfigError, match="--precision int8"):
+        precision_plan("fp16", "int8", 11)
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")
+def test_without_tensorrt_build_engine_fails_in_one_line(tmp_path, capsys):
+    with pytest.raises(DdavsError) as info:
+        import_tensorrt()
+    assert str(info.value) == TENSORRT_MISSING
+    code = cli_main(["build-engine", "--onnx", str(tmp_path / "m.onnx"), "--precision", "fp16"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"ddavs-rt: error: {TENSORRT_MISSING}"
+
+
+def test_real_tensorrt_build_and_run(tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed: pip install ddavs-rt[tensorrt] on a machine with an NVIDIA GPU")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs an NVIDIA GPU")
+    import numpy as np
+
+    from ddavs_rt.engine import open_engine
+    from ddavs_rt.engine.export import export_checkpoint
+    from ddavs_rt.engine.random_weights import write_random_checkpoint
+    from ddavs_rt.engine.tensorrt_build import build_engine
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "model" / "ddavs-tiny.yaml"
+    checkpoint = write_random_checkpoint(tiny, tmp_path / "ckpt")
+    onnx_path = export_checkpoint(checkpoint, tmp_path / "tiny.onnx", batch=(1, 4))
+    engine_path = build_engine(onnx_path, "fp32", tmp_path / "tiny.engine", timing_cache=tmp_path / "trt.cache")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    audio = np.random.default_rng(1).uniform(-0.5, 0.5, (3, 16000)).astype(np.float32)
+    got = open_engine(engine_path, backend="tensorrt").infer(frames, audio)
+    expected = open_engine(onnx_path, backend="onnxruntime", device="cpu").infer(frames, audio)
+    assert np.abs(got - expected).max() <= 1e-2

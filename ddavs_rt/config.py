@@ -155,7 +155,7 @@ class SmallAudioConfig(StrictModel):
 
     kind: Literal["small"] = "small"
     frontend: AudioFrontEndConfig = Field(default_factory=_vggish_frontend)
-    channels: tuple[int, ...] = (32, 64, 128)
+    channels: tuple[Annotated[int, Field(gt=0)], ...] = Field((32, 64, 128), min_length=1)
     dim: int = Field(128, gt=0)
 
     @property

@@ -195,3 +195,13 @@ def test_htsat_mel_matrix_shape_is_checked_and_other_files_are_refused(cfg: Mode
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_htsat_checkpoint(enc, garbage)
+
+
+def test_htsat_config_that_cannot_fold_into_the_image_is_refused() -> None:
+    from ddavs_rt.errors import ConfigError
+
+    frontend = {"sample_rate": 32000, "n_fft": 1024, "win_length": 1024, "hop_length": 320, "n_mels": 128,
+                "f_min": 50.0, "f_max": 14000.0, "power": 2.0, "mel_scale": "slaney", "log": "db",
+                "log_offset": 1e-10, "mel_norm": "slaney"}
+    with pytest.raises(ConfigError, match="spec_size = n_mels x freq_ratio"):
+        build_audio_encoder(ModelConfig(name="t", audio={"kind": "htsat", "frontend": frontend}))

@@ -63,3 +63,12 @@ def test_small_encoder_is_deterministic_in_eval_and_depends_on_audio() -> None:
 def test_too_short_window_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="window"):
         build_audio_encoder(_cfg(window_seconds=0.02))
+
+
+def test_small_encoder_channels_are_validated() -> None:
+    from ddavs_rt.config import parse_config
+
+    with pytest.raises(ConfigError, match="audio.small.channels"):
+        parse_config({"name": "t", "audio": {"kind": "small", "channels": []}}, ModelConfig)
+    enc = build_audio_encoder(ModelConfig(name="t", audio={"kind": "small", "channels": [8, 16], "dim": 32}))
+    assert enc(_audio(1)).shape == (1, enc.num_tokens, 32) and enc.num_tokens == 25

@@ -1,0 +1,225 @@
+"""Microphone source: a PortAudio input (sounddevice) resampled to the model's rate.
+
+- The device runs at its native rate; blocks are resampled to `sample_rate` by a streaming
+  torchaudio resampler (no seams between blocks).
+- The audio clock is the count of samples received. It is anchored once, to the ADC time
+  (PortAudio's stream clock, not `time.monotonic()`), mapped to the monotonic clock with the
+  offset between the callback's `currentTime` and `time.monotonic()` measured in the same
+  callback; where the host API reports an ADC time of 0, a block's arrival time minus its
+  duration stands in. The anchor is the median, over the first `ANCHOR_SETTLE_S` of blocks, of
+  the time each block's ADC time implies for sample 0, checked against arrivals: a sample cannot
+  arrive before it was captured, nor be captured much longer than the stream's input latency
+  before it arrives. An ADC time outside that range is not trusted (PulseAudio through ALSA
+  reported about 0.6 s of latency for the first 1.3 s of blocks and 20 ms afterwards) and the
+  anchor becomes the earliest arrival-implied start minus the stream's reported input latency.
+  Drift between the sound card and the host is corrected by a slow linear fit of (sample count,
+  arrival time) (see clock.py).
+- The PortAudio callback only copies the block into a bounded queue; a worker thread resamples
+  and emits. A block lost to overflow is a counted gap: the resampler restarts after it and
+  times continue from the true sample count, never squeezed together.
+- `sounddevice` is imported lazily: a machine without PortAudio can still import this package.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ddavs_rt.capture.base import DropOldestQueue, Source
+from ddavs_rt.capture.clock import SampleClock
+from ddavs_rt.capture.resample import StreamingResampler
+from ddavs_rt.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+STALL_S = 5.0  # no audio for this long while the stream should run: the device is gone
+ANCHOR_SETTLE_S = 0.3  # audio collected before the clock is anchored (median of the blocks)
+
+
+def import_sounddevice():
+    """The sounddevice module, or a one-line SourceError when PortAudio is missing."""
+    try:
+        import sounddevice
+    except OSError as error:
+        raise SourceError(
+            f"microphone: the PortAudio library could not be loaded ({error}); "
+            "install it (Debian/Ubuntu: apt-get install libportaudio2)"
+        ) from None
+    return sounddevice
+
+
+def input_device_list(sd) -> str:
+    """'0 'pulse', 1 'default'' for messages, or 'none'."""
+    try:
+        devices = sd.query_devices()
+    except Exception:  # noqa: BLE001 - only used to enrich an error message
+        return "unknown (PortAudio could not list devices)"
+    names = [f"{d['index']} '{d['name']}'" for d in devices if d["max_input_channels"] > 0]
+    return ", ".join(names) if names else "none"
+
+
+class MicrophoneSource(Source):
+    """Audio from a local input device by name, index or None (the default input)."""
+
+    def __init__(
+        self,
+        device: int | str | None = None,
+        stream_id: str = "microphone",
+        *,
+        sample_rate: int = 16000,
+        native_rate: int | None = None,
+        block_seconds: float = 0.02,
+        latency: str | float = "low",
+        raw_queue_blocks: int = 500,
+        **queue_options,
+    ) -> None:
+        super().__init__(stream_id, **queue_options)
+        if isinstance(device, str) and device.isdigit():
+            device = int(device)
+        self.device = device
+        self.sample_rate = int(sample_rate)
+        self.native_rate = native_rate
+        self.block_seconds = block_seconds
+        self.latency = latency
+        self.has_audio = True
+        self._raw: DropOldestQueue[tuple[int, np.ndarray, float, float, float]] = DropOldestQueue(raw_queue_blocks)
+        self._stream = None
+        self._received = 0          # samples delivered by PortAudio (callback thread only)
+        self.overflows = 0          # PortAudio input overflows reported
+        self.gaps = 0               # discontinuities (blocks lost before the worker saw them)
+        self.clock_model: SampleClock | None = None
+        self._expected = 0          # input index the next block should start at
+        self._origin = 0            # input index where the resampler last (re)started
+
+    def describe(self) -> str:
+        return "microphone (default input)" if self.device is None else f"microphone {self.device!r}"
+
+    def _find_device(self, sd) -> dict:
+        try:
+            info = sd.query_devices(self.device, kind="input")
+        except (ValueError, sd.PortAudioError):
+            # The list is read when PortAudio starts: refresh it once (a device added since).
+            try:
+                sd._terminate()
+                sd._initialize()
+                info = sd.query_devices(self.device, kind="input")
+            except (ValueError, sd.PortAudioError, AttributeError):
+                raise SourceError(
+                    f"{self.describe()} not found; available input devices: {input_device_list(sd)}; "
+                    "pass one by name or index"
+                ) from None
+        if info["max_input_channels"] < 1:
+            raise SourceError(
+                f"{self.describe()} has no input channels; available input devices: {input_device_list(sd)}"
+            )
+        return info
+
+    def _open(self) -> None:
+        sd = import_sounddevice()
+        info = self._find_device(sd)
+        rate = int(self.native_rate or info["default_samplerate"])
+        self.native_rate = rate
+        self._resampler = StreamingResampler(rate, self.sample_rate)
+        self.clock_model = SampleClock(rate)
+        try:
+            self._stream = sd.InputStream(
+                device=info["index"], samplerate=rate, channels=1, dtype="float32",
+                blocksize=max(1, int(rate * self.block_seconds)), latency=self.latency,
+                callback=self._callback,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as error:
+            self._close()
+            raise SourceError(
+                f"{self.describe()} ('{info['name']}') could not be started at {rate} Hz: {error}; "
+                f"available input devices: {input_device_list(sd)}"
+            ) from None
+        log.info("%s: '%s' at %d Hz, resampled to %d Hz", self.describe(), info["name"], rate, self.sample_rate)
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        """PortAudio's thread: copy and hand off, nothing more."""
+        arrival = time.monotonic()
+        if status.input_overflow:
+            self.overflows += 1
+        start = self._received
+        self._received += frames
+        adc = float(time_info.inputBufferAdcTime or 0.0)
+        current = float(time_info.currentTime or 0.0)
+        if self._raw.put((start, indata[:, 0].copy(), adc, current, arrival)):
+            with self._lock:
+                self._audio_dropped += 1
+
+    def _implied_start(self, start: int, adc: float, current: float, arrival: float) -> float:
+        """The stream time of sample 0 that one block's ADC time implies."""
+        capture = adc + (arrival - current)  # PortAudio stream clock -> monotonic, this callback's offset
+        return capture - self._t0 - start / self.native_rate
+
+    def _choose_anchor(self, blocks: list[tuple[int, np.ndarray, float, float, float]]) -> float:
+        """The stream time of sample 0: ADC-based when plausible, else arrival-based."""
+        rate = float(self.native_rate)
+        latest = min(r - self._t0 - (s + len(b)) / rate for s, b, _a, _c, r in blocks)  # arrival bound
+        stream = self._stream
+        latency = float(getattr(stream, "latency", 0.0) or 0.0)
+        block = max(len(b) for _s, b, _a, _c, _r in blocks) / rate
+        earliest = latest - latency - block - 0.01
+        with_adc = [self._implied_start(s, a, c, r) for s, _b, a, c, r in blocks if a > 0 and c > 0]
+        if with_adc:
+            adc_start = float(np.median(with_adc))
+            if earliest <= adc_start <= latest:
+                return adc_start
+            log.info("%s: ADC time disagrees with arrival times by %.3f s; anchoring on arrivals",
+                     self.describe(), adc_start - latest)
+        return latest - latency
+
+    def _run(self) -> None:
+        pending: list[tuple[int, np.ndarray, float, float, float]] = []
+        quiet_since = time.monotonic()
+        while not self.stopping.is_set():
+            item = self._raw.get(timeout=0.2)
+            if item is None:
+                stream = self._stream
+                if time.monotonic() - quiet_since > STALL_S and (stream is None or not stream.active):
+                    raise SourceError(f"{self.describe()} stopped delivering audio; check that the device is still connected")
+                continue
+            quiet_since = time.monotonic()
+            clock = self.clock_model
+            assert clock is not None
+            if not clock.anchored:
+                pending.append(item)
+                if sum(len(p[1]) for p in pending) < ANCHOR_SETTLE_S * self.native_rate:
+                    continue
+                clock.anchor(0, self._choose_anchor(pending))
+                self._expected = self._origin = pending[0][0]
+                for held in pending:
+                    self._process(held)
+                pending = []
+                continue
+            self._process(item)
+
+    def _process(self, item: tuple[int, np.ndarray, float, float, float]) -> None:
+        start, block, _adc, _current, arrival = item
+        clock = self.clock_model
+        assert clock is not None
+        if start != self._expected:
+            self.gaps += 1
+            log.warning("%s: %d samples lost (consumer too slow); restarting the resampler",
+                        self.describe(), start - self._expected)
+            self._resampler.reset()
+            self._origin = start
+        self._expected = start + len(block)
+        clock.observe(self._expected, arrival - self._t0)
+        first, samples = self._resampler.process(block)
+        if len(samples):
+            t = clock.time_of(self._origin + first * self._resampler.ratio)
+            self._emit_audio(t, samples, self.sample_rate)
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+                stream.close()
+            except Exception:  # noqa: BLE001 - the device may already be gone
+                log.debug("%s: close failed", self.describe(), exc_info=True)

@@ -318,19 +318,77 @@ class TrainConfig(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 
-class RuntimeConfig(StrictModel):
-    """The streaming runtime: engine, batching, publishing. Sources come from the CLI or YAML."""
+class CameraSourceConfig(StrictModel):
+    """A local camera (OpenCV), optionally paired with a microphone on the same clock."""
 
+    kind: Literal["camera"] = "camera"
+    id: str = "camera"
+    device: int | str = 0
+    mic: int | str | None = None
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)
+
+
+class MediaSourceConfig(StrictModel):
+    """An RTSP/HTTP URL or a file (PyAV): video plus its audio track when there is one."""
+
+    kind: Literal["media"] = "media"
+    id: str = "media"
+    location: str
+    loop: bool = False
+    realtime: bool | None = None
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(10.0, gt=0)
+
+
+class SyntheticSourceConfig(StrictModel):
+    """The SynthAVS live scene, played in real time with its ground truth."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    id: str = "demo"
+    seed: int = 2026
+    fps: float = Field(25.0, gt=0)
+    size: int = Field(224, ge=32)
+    realtime: bool = True
+
+
+SourceConfig = Annotated[
+    Union[CameraSourceConfig, MediaSourceConfig, SyntheticSourceConfig], Field(discriminator="kind")
+]
+
+
+class RuntimeConfig(StrictModel):
+    """The streaming runtime: sources, engine, batching, publishing.
+
+    Times on a stream are its own clock; the audio window of a frame at time t is
+    [t - window + audio_offset_s, t + audio_offset_s].
+    """
+
+    sources: list[SourceConfig] = Field(default_factory=list)
     engine: Path | None = None
     backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
     publish: str = "tcp://127.0.0.1:5555"
     send_hwm: int = Field(50, ge=1)
     max_batch: int = Field(8, ge=1)
     batch_deadline_ms: float = Field(5.0, ge=0)
+    audio_wait_ms: float = Field(60.0, ge=0, description="how long a frame may wait for late audio")
     audio_offset_s: float = 0.0
+    audio_buffer_s: float = Field(10.0, gt=1)
     overlay: bool = True
     jpeg_quality: int = Field(80, ge=1, le=100)
+    mask_threshold: float = Field(0.5, gt=0, lt=1)
     duration_s: float | None = Field(None, gt=0)
+    stats_interval_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "RuntimeConfig":
+        ids = [source.id for source in self.sources]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"source ids must be unique, repeated: {repeated}")
+        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""`ddavs-rt [--demo | --camera DEV [--mic DEV] | --rtsp URL ... | --file PATH ...] [options]`.
+
+Builds a RuntimeConfig from a YAML file (`--config`) and the command line (flags override the
+file), opens the engine, starts the sources and serves until Ctrl-C, SIGTERM, `--duration` or the
+end of every file. Live stats are printed every `--stats-interval` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ddavs_rt.config import (
+    CameraSourceConfig,
+    MediaSourceConfig,
+    RuntimeConfig,
+    SyntheticSourceConfig,
+    load_config,
+    parse_config,
+)
+from ddavs_rt.errors import DdavsError
+from ddavs_rt.runtime.health import StreamHealthSnapshot
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODEL = REPO_ROOT / "models" / "ddavs-tiny-synth"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("sources (any number; each becomes one stream)")
+    src.add_argument("--demo", action="store_true", help="the SynthAVS live scene with the shipped model")
+    src.add_argument("--camera", metavar="DEV", help="camera index or device path, e.g. 0 or /dev/video0")
+    src.add_argument("--mic", metavar="DEV", help="microphone for --camera: name, index or 'default'")
+    src.add_argument("--camera-size", metavar="WxH", help="requested camera frame size, e.g. 640x480")
+    src.add_argument("--camera-fps", type=float, help="requested camera frame rate")
+    src.add_argument("--rtsp", metavar="URL", action="append", default=[], help="an RTSP/HTTP stream (repeatable)")
+    src.add_argument("--file", metavar="PATH", action="append", default=[], help="a media file (repeatable)")
+    src.add_argument("--loop", action="store_true", help="replay --file sources forever")
+    eng = parser.add_argument_group("engine")
+    eng.add_argument("--checkpoint", "--engine", dest="engine", metavar="PATH",
+                     help="checkpoint folder, .onnx file or TensorRT engine (default: the shipped model)")
+    eng.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], help="inference backend")
+    run = parser.add_argument_group("runtime")
+    run.add_argument("--config", metavar="YAML", help="runtime config (see pipelines/*.yaml)")
+    run.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--max-batch", type=int, help="largest batch across streams")
+    run.add_argument("--audio-offset", type=float, metavar="SECONDS", help="calibrated audio/video lag")
+    run.add_argument("--no-overlay", action="store_true", help="publish an empty overlay part")
+    run.add_argument("--stats-interval", type=float, metavar="SECONDS", help="how often to print live stats")
+    run.add_argument("--stats-json", metavar="FILE", help="write the final per-stream health as JSON")
+
+
+def build_config(args: argparse.Namespace) -> RuntimeConfig:
+    base = load_config(args.config, RuntimeConfig) if args.config else RuntimeConfig()
+    data = base.model_dump()
+    sources = list(base.sources)
+    if args.demo:
+        sources.append(SyntheticSourceConfig())
+    if args.camera is not None:
+        width = height = None
+        if args.camera_size:
+            try:
+                width, height = (int(v) for v in args.camera_size.lower().split("x"))
+            except ValueError:
+                raise DdavsError(f"--camera-size {args.camera_size!r} is not WxH, e.g. 640x480") from None
+        sources.append(CameraSourceConfig(id="camera", device=args.camera, mic=args.mic,
+                                          width=width, height=height, fps=args.camera_fps))
+    elif args.mic is not None:
+        raise DdavsError("--mic needs --camera: the microphone is paired with a camera stream")
+    for i, url in enumerate(args.rtsp):
+        sources.append(MediaSourceConfig(id=f"rtsp{i}", location=url))
+    for i, path in enumerate(args.file):
+        sources.append(MediaSourceConfig(id=f"file{i}", location=path, loop=args.loop))
+    data["sources"] = [s.model_dump() for s in sources]
+    overrides = {
+        "engine": args.engine, "backend": args.backend, "publish": args.publish, "duration_s": args.duration,
+        "max_batch": args.max_batch, "audio_offset_s": args.audio_offset, "stats_interval_s": args.stats_interval,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if args.no_overlay:
+        data["overlay"] = False
+    config = parse_config(data, RuntimeConfig, source="command line")
+    if not config.sources:
+        raise DdavsError("no source given; try `ddavs-rt --demo`, --camera 0 --mic default, --rtsp URL or --file PATH")
+    return config
+
+
+def resolve_engine_path(config: RuntimeConfig) -> Path:
+    if config.engine is not None:
+        return config.engine
+    if not (SHIPPED_MODEL / "config.json").exists():
+        raise DdavsError(
+            f"the shipped model is missing at {SHIPPED_MODEL}; pass --checkpoint DIR, or train it with "
+            "scripts/train_shipped_model.sh"
+        )
+    return SHIPPED_MODEL
+
+
+def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
+
+
+def format_health(h: StreamHealthSnapshot) -> str:
+    line = (
+        f"[{h.stream_id}] {h.fps:5.1f} fps | latency p50 {_fmt(h.latency_p50_ms)} p95 {_fmt(h.latency_p95_ms)} "
+        f"p99 {_fmt(h.latency_p99_ms)} ms | infer {_fmt(h.infer_p50_ms)} ms | dropped {h.frames_dropped} "
+        f"| audio gaps {h.audio_gaps}"
+    )
+    if h.silent_windows:
+        line += f" | silent (no audio) {h.silent_windows}"
+    if h.reconnects:
+        line += f" | reconnects {h.reconnects}"
+    if h.live_j is not None and h.live_f is not None:
+        line += f" | live J {h.live_j:.3f} F {h.live_f:.3f} J&F {(h.live_j + h.live_f) / 2:.3f}"
+    if h.source_state not in ("running",):
+        line += f" | {h.source_state}"
+    if h.error:
+        line += f" | {h.error}"
+    return line
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddavs_rt.engine import open_engine
+    from ddavs_rt.runtime.runner import Runtime
+
+    config = build_config(args)
+    engine_path = resolve_engine_path(config)
+    engine = open_engine(engine_path, backend=config.backend)
+    print(f"ddavs-rt: model {engine.spec.model_id} on {engine.spec.backend} ({engine.spec.device}); "
+          f"publishing on {config.publish}; {len(config.sources)} stream(s)", flush=True)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runtime = Runtime(config, engine)
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        runtime.start()
+        runtime.run(stop, on_stats=lambda snapshots: [print(format_health(h), flush=True) for h in snapshots])
+        final = runtime.health()
+    finally:
+        runtime.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for h in final:
+        print("final " + format_health(h), flush=True)
+    if args.stats_json:
+        from ddavs_rt.atomic import atomic_write_text
+
+        atomic_write_text(args.stats_json, json.dumps([h.to_dict() for h in final], indent=2))
+    failed = [h for h in final if h.processed == 0 and h.error]
+    return 1 if failed and len(failed) == len(final) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from ddavs_rt.cli import main
+
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""One stream inside the runtime: its sources, the newest unprocessed frame, its audio ring.
+
+Sources call `on_video` / `on_audio` from their reader threads. A stream keeps only the newest
+frame that has not been processed: a frame that is replaced before the scheduler takes it is
+dropped and counted (never queued without bound, so latency cannot grow with time). Audio goes
+into the stream's `AudioRing`, from which the scheduler cuts each frame's window.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.types import AudioChunk, VideoFrame
+from ddavs_rt.runtime.health import StreamCounters, StreamHealthSnapshot
+from ddavs_rt.sync import AudioRing
+
+
+class Stream:
+    def __init__(
+        self,
+        stream_id: str,
+        sample_rate: int,
+        audio_buffer_s: float,
+        wakeup: threading.Event,
+    ) -> None:
+        self.stream_id = stream_id
+        self.ring = AudioRing(sample_rate, capacity_s=audio_buffer_s)
+        self.counters = StreamCounters()
+        self.sources: list[Source] = []
+        self.video_source: Source | None = None
+        self.audio_source: Source | None = None
+        self.frames_dropped = 0
+        self.seq = 0
+        self._pending: VideoFrame | None = None
+        self._lock = threading.Lock()
+        self._wakeup = wakeup
+
+    # ---------------------------------------------------------------- wiring
+    def attach(self, video: Source, audio: Source | None) -> None:
+        """Record the sources feeding this stream (audio may be the video source itself)."""
+        self.video_source = video
+        self.audio_source = audio
+        self.sources = [video] if audio is None or audio is video else [video, audio]
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_source is not None and self.audio_source.has_audio
+
+    # ---------------------------------------------------------------- called by reader threads
+    def on_video(self, frame: VideoFrame) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self.frames_dropped += 1
+            self._pending = frame
+        self._wakeup.set()
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        self.ring.push(chunk)
+
+    # ---------------------------------------------------------------- called by the scheduler
+    def has_pending(self) -> bool:
+        with self._lock:
+            return self._pending is not None
+
+    def take(self) -> VideoFrame | None:
+        with self._lock:
+            frame, self._pending = self._pending, None
+            return frame
+
+    def next_seq(self) -> int:
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def health(self, publisher_dropped: int = 0) -> StreamHealthSnapshot:
+        p50, p95, p99 = self.counters.latency.percentiles()
+        (infer50,) = self.counters.infer.percentiles((50,))
+        j, f = self.counters.take_truth()
+        source_health = [source.health() for source in self.sources]
+        source_drops = sum(h.video_dropped for h in source_health)
+        state = source_health[0].state.value if source_health else "none"
+        errors = [h.error for h in source_health if h.error]
+        return StreamHealthSnapshot(
+            stream_id=self.stream_id,
+            source_state=state,
+            processed=self.counters.processed,
+            fps=self.counters.fps(),
+            frames_dropped=self.frames_dropped + source_drops,
+            audio_gaps=self.counters.audio_gaps,
+            silent_windows=self.counters.silent_windows,
+            publisher_dropped=publisher_dropped,
+            reconnects=sum(h.reconnects for h in source_health),
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+            latency_p99_ms=p99,
+            infer_p50_ms=infer50,
+            live_j=j,
+            live_f=f,
+            error=errors[0] if errors else None,
+        )

@@ -1,26 +1,30 @@
-"""The SynthAVS live scene as a capture source: frames, audio and ground truth in real time.
+"""A source that plays the SynthAVS live scene: frames with ground truth, and their audio.
 
-Each step of `ddavs_rt.synth.live.LiveScene` renders one frame period: the frame at time t and
-the audio of (t - 1/fps, t]. The audio chunk is emitted first (its first sample at
-t - 1/fps on the scene clock), then the frame with its ground truth, at monotonic time
-origin + t when `realtime` is on, as fast as possible otherwise. The scene clock is the stream
-clock, so the runtime's window for a frame holds exactly the audio that was playing before it.
+The scene's own clock is the stream clock: frame k is stamped `step.time` ((k + 1) / fps) and its
+audio chunk starts at the scene sample it begins with, so audio and video line up exactly. With
+`realtime=True` (the demo) each frame is emitted when the monotonic clock since start() reaches
+its time, like a camera; with `realtime=False` as fast as the consumer's queue allows to be
+filled (tests, benchmarks). If rendering falls behind real time, frames are still emitted in
+order (never skipped at the source); the consumer's drop-oldest queue sheds the backlog.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 
 from ddavs_rt.capture.base import Source
-from ddavs_rt.errors import SourceError
+
+log = logging.getLogger(__name__)
 
 
 class SyntheticSource(Source):
+    """Frames, ground-truth masks and audio from `ddavs_rt.synth.live.LiveScene`."""
+
     def __init__(
         self,
-        stream_id: str = "demo",
+        seed: int = 0,
+        stream_id: str = "synthetic",
         *,
-        seed: int = 2026,
         fps: float = 25.0,
         size: int = 224,
         sample_rate: int = 16000,
@@ -36,29 +40,28 @@ class SyntheticSource(Source):
         self._scene = None
 
     def describe(self) -> str:
-        return f"synthetic scene (seed {self.seed}, {self.fps:g} fps)"
+        return f"synthetic scene (seed {self.seed})"
 
     def _open(self) -> None:
         from ddavs_rt.synth.live import LiveScene
 
-        try:
-            self._scene = LiveScene(self.seed, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
-        except ValueError as error:
-            raise SourceError(f"{self.describe()} cannot start: {error}") from None
+        self._scene = LiveScene(self.seed, fps=self.fps, size=self.size, sample_rate=self.sample_rate)
 
     def _run(self) -> None:
-        assert self._scene is not None
-        frames = 0
+        scene = self._scene
+        assert scene is not None
+        emitted = 0
+        audio_start = 0  # scene sample index of the next audio chunk
         while not self.stopping.is_set():
-            if self.max_frames is not None and frames >= self.max_frames:
+            if self.max_frames is not None and emitted >= self.max_frames:
                 return
-            step = self._scene.step()
-            if self.realtime:
-                delay = self._t0 + step.time - time.monotonic()
-                if not self._sleep(delay):
-                    return
-            audio_start = step.time - len(step.audio) / self.sample_rate
-            self._emit_audio(audio_start, step.audio, self.sample_rate)
-            self._emit_video(step.time, step.image, ground_truth=step.mask, semantic_truth=step.semantic,
-                             extra={"sounding": step.sounding})
-            frames += 1
+            step = scene.step()
+            if self.realtime and not self._sleep(step.time - self.clock()):
+                return
+            self._emit_audio(audio_start / self.sample_rate, step.audio, self.sample_rate)
+            audio_start += len(step.audio)
+            self._emit_video(
+                step.time, step.image, ground_truth=step.mask, semantic_truth=step.semantic,
+                extra={"sounding": list(step.sounding), "visible": list(step.visible)},
+            )
+            emitted += 1

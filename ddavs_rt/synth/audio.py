@@ -106,9 +106,11 @@ class HarmonicVoice(Voice):
         phase = TWO_PI * self.f0 * t - (self.f0 * self.vib_depth / self.vib_rate) * np.cos(
             TWO_PI * self.vib_rate * t + self.vib_phase
         )
-        out = np.zeros(n)
+        phase = (phase % TWO_PI).astype(np.float32)  # float32 trig is fast and precise enough here
+        out = np.zeros(n, np.float32)
         for k, a, p in zip(self.ks, self.amps, self.phases):
-            out += a * np.sin(k * phase + p)
+            out += np.float32(a) * np.sin(np.float32(k) * phase + np.float32(p))
+        out = out.astype(np.float64)
         if self.gate is not None:
             out *= self.gate(t)
         return out
@@ -203,10 +205,11 @@ class FMVoice(Voice):
     def _raw(self, start: int, n: int) -> np.ndarray:
         t = _times(start, n, self.sample_rate)
         phase = TWO_PI * self.fc * t - (self.fc * self.depth / self.rate) * np.cos(TWO_PI * self.rate * t + self.phase0)
-        out = np.zeros(n)
+        phase = (phase % TWO_PI).astype(np.float32)
+        out = np.zeros(n, np.float32)
         for k, a in zip(self.ks, self.amps):
-            out += a * np.sin(k * phase)
-        return out
+            out += np.float32(a) * np.sin(np.float32(k) * phase)
+        return out.astype(np.float64)
 
 
 class ChirpsVoice(Voice):

@@ -208,9 +208,14 @@ def make_background(rng: np.random.Generator, size: int) -> Background:
     return Background(np.clip(canvas, 0, 255).astype(np.float32), pad, (speed * math.cos(heading), speed * math.sin(heading)))
 
 
-def finish_frame(image: np.ndarray, rng: np.random.Generator | None, noise_sigma: float, gain: float) -> np.ndarray:
-    """uint8 [H, W, 3]: exposure gain and sensor noise applied to a float image."""
-    out = image * gain
-    if rng is not None and noise_sigma > 0:
-        out += rng.standard_normal(out.shape, dtype=np.float32) * noise_sigma
+def sensor_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """float32 [size, size, 3] Gaussian noise of std `sigma`; frames reuse it at shifted offsets."""
+    return rng.standard_normal((size, size, 3), dtype=np.float32) * np.float32(sigma)
+
+
+def finish_frame(image: np.ndarray, noise: np.ndarray | None, shift: tuple[int, int], gain: float) -> np.ndarray:
+    """uint8 [H, W, 3]: exposure gain and (rolled) sensor noise applied to a float image."""
+    out = image * np.float32(gain)
+    if noise is not None:
+        out += np.roll(noise, shift, axis=(0, 1))
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

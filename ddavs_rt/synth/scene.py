@@ -18,7 +18,7 @@ import numpy as np
 
 from ddavs_rt.synth.audio import SAMPLE_RATE, make_background_noise, make_voice, rms_db
 from ddavs_rt.synth.classes import CLASS_NAMES, LOOK_ALIKE, NUM_CLASSES, SOUND_ALIKE, partner, spec_of
-from ddavs_rt.synth.render import Look, draw_look, finish_frame, make_background, paint, radius_for_area
+from ddavs_rt.synth.render import Look, draw_look, finish_frame, make_background, paint, radius_for_area, sensor_noise
 
 FRAMES = 5
 CLIP_SECONDS = 5.0
@@ -173,8 +173,9 @@ def plan_clip(kind: str, size: int, rng: np.random.Generator) -> Plan:
 def render_frames(plan: Plan, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """frames uint8 [5, S, S, 3], semantic uint8 [5, S, S], instance ids uint8 [5, S, S] (0 = none)."""
     background = make_background(rng, size)
-    noise_sigma = float(rng.uniform(0, 4))
+    noise = sensor_noise(rng, size, float(rng.uniform(0, 4)))
     gains = rng.uniform(0.92, 1.08, FRAMES)
+    shifts = rng.integers(0, size, (FRAMES, 2))
     frames = np.empty((FRAMES, size, size, 3), np.uint8)
     semantic = np.zeros((FRAMES, size, size), np.uint8)
     instance_ids = np.zeros((FRAMES, size, size), np.uint8)
@@ -184,7 +185,7 @@ def render_frames(plan: Plan, size: int, rng: np.random.Generator) -> tuple[np.n
         for k, inst in enumerate(plan.instances):
             x, y, angle = inst.pose(t, size)
             paint(image, semantic[i], instance_ids[i], inst.look, inst.radius, angle, x, y, inst.class_id, k + 1)
-        frames[i] = finish_frame(image, rng, noise_sigma, float(gains[i]))
+        frames[i] = finish_frame(image, noise, (int(shifts[i, 0]), int(shifts[i, 1])), float(gains[i]))
     return frames, semantic, instance_ids
 
 

@@ -73,10 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv[1:])
             _configure_logging(0 if args.quiet else args.verbose)
             return int(module.run(args) or 0)
-        if argv and argv[0] in ("-h", "--help") or not argv:
+        if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
-            if not argv:
-                return 0
+            return 0
         if argv and argv[0] == "--version":
             print(f"ddavs-rt {__version__}")
             return 0
@@ -104,7 +103,7 @@ def _print_overview() -> None:
     ]
     width = max(len(name) for name in SUBCOMMANDS)
     lines += [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
-    lines += ["", "ddavs-rt SUBCOMMAND --help for its options"]
+    lines += ["", "ddavs-rt SUBCOMMAND --help for a subcommand's options; ddavs-rt --demo --help for the runtime's"]
     print("\n".join(lines))
 
 

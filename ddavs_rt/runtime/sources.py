@@ -47,8 +47,8 @@ def build_stream(
         from ddavs_rt.capture.synthetic import SyntheticSource
 
         synthetic = SyntheticSource(
-            config.id,
             seed=config.seed,
+            stream_id=config.id,
             fps=config.fps,
             size=config.size,
             sample_rate=sample_rate,

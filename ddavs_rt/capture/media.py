@@ -113,13 +113,15 @@ class MediaSource(Source):
         return {"rw_timeout": microseconds, "timeout": microseconds}
 
     def _connect(self) -> None:
+        began = time.monotonic()
         try:
             container = av.open(
                 self.location, mode="r", options=self._options(),
                 timeout=(self.open_timeout, self.read_timeout),
             )
         except Exception as error:  # noqa: BLE001 - every failure becomes one SourceError line
-            raise self._open_error(error) from None
+            timed_out = time.monotonic() - began >= 0.9 * min(self.open_timeout, self.read_timeout)
+            raise self._open_error(error, timed_out=self.network and timed_out) from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.describe()} has no video track; ddavs-rt needs video (audio alone cannot be segmented)")
@@ -142,9 +144,14 @@ class MediaSource(Source):
             f", audio {audio.codec_context.sample_rate} Hz" if audio is not None else ", no audio",
         )
 
-    def _open_error(self, error: Exception) -> SourceError:
+    def _open_error(self, error: Exception, timed_out: bool = False) -> SourceError:
+        """One line for a failed open. FFmpeg reports a silent server variously (a timeout, an
+        exit request, invalid data), so a network open that used up its timeout says so."""
         name = self.describe()
         detail = redact_text(getattr(error, "strerror", None) or str(error), self.location)
+        if timed_out:
+            waited = min(self.open_timeout, self.read_timeout)
+            return SourceError(f"{name} did not answer within {waited:g} s ({detail}); check the address and the network")
         if isinstance(error, av.error.FileNotFoundError):
             hint = "the server has no such stream path; check the URL" if self.network else "check the path"
             return SourceError(f"{name} not found ({detail}); {hint}")
@@ -197,6 +204,8 @@ class MediaSource(Source):
                 return
             if self.network:
                 if not self.reconnect:
+                    if reason == "end of stream":
+                        return
                     raise SourceError(f"{self.describe()} stopped: {reason}; enable reconnect to retry")
                 self._note_error(f"{self.describe()} lost: {reason}")
                 log.warning("%s: connection lost (%s)", self.describe(), reason)

@@ -208,7 +208,7 @@ def test_backoff_doubles_up_to_its_cap(caplog):
         source.stop()
     delays = [float(r.getMessage().split("reconnecting in ")[1].split(" s")[0])
               for r in caplog.records if "reconnecting in" in r.getMessage()]
-    assert delays[:5] == [0.1, 0.1, 0.2, 0.2, 0.2] or delays[:5] == [0.05, 0.1, 0.2, 0.2, 0.2]
+    assert delays[:5] == [0.05, 0.1, 0.2, 0.2, 0.2]
 
 
 def test_silent_server_times_out_with_a_one_line_error():

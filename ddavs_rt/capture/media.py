@@ -182,7 +182,7 @@ class MediaSource(Source):
         while not self.stopping.is_set():
             if self._container is None:
                 self._set_state(SourceState.RECONNECTING)
-                log.warning("%s: reconnecting in %.1f s (attempt %d)", self.describe(), delay, self.reconnects + 1)
+                log.warning("%s: reconnecting in %.3g s (attempt %d)", self.describe(), delay, self.reconnects + 1)
                 if not self._sleep(delay):
                     return
                 delay = min(delay * 2.0, self.backoff_max)

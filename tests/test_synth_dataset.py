@@ -57,9 +57,9 @@ def test_layout_is_avs_semantic(dataset: Path) -> None:
         assert reader.fieldnames[:3] == ["uid", "label", "split"]
         rows = list(reader)
     assert len(rows) == CLIPS and len({r["uid"] for r in rows}) == CLIPS
-    classes = json.loads((dataset / "classes.json").read_text())
-    assert classes["classes"][0] == "background" and classes["classes"] == list(CLASS_NAMES)
-    assert classes["look_alike"] and classes["sound_alike"]
+    assert json.loads((dataset / "classes.json").read_text()) == list(CLASS_NAMES)
+    table = json.loads((dataset / "class_table.json").read_text())
+    assert table["classes"] == list(CLASS_NAMES) and table["look_alike"] and table["sound_alike"]
     palette = np.array(voc_palette(), np.uint8)
     for row in rows:
         assert row["label"] == "synth" and row["split"] == "train"

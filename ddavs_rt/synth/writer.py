@@ -1,7 +1,9 @@
 """Writing SynthAVS in the AVS-Semantic layout, byte-identical for the same arguments.
 
 OUT/metadata.csv                      uid,label,split,tags  (tags joined by '|')
-OUT/classes.json                      class names (index = semantic id, 0 = background), pairs
+OUT/classes.json                      JSON list of class names (index = semantic id, 0 = background)
+OUT/class_table.json                  {"classes", "look_alike", "sound_alike", "table"}: the pairs and
+                                      each class's appearance and sound recipe
 OUT/synth/<uid>/frames/{0..4}.jpg     RGB frames
 OUT/synth/<uid>/audio.wav             16 kHz mono PCM16, 5.0 s
 OUT/synth/<uid>/labels_semantic/{i}.png, labels_rgb/{i}.png (VOC palette), masks/{i}.png (0/255)
@@ -144,7 +146,9 @@ def write_dataset(
     metadata = root / "metadata.csv"
     ours = {clip_uid(seed, index) for index in range(clips)}
     kept = [row for row in read_metadata(metadata) if row["uid"] not in ours] if metadata.exists() else []
-    atomic_write_text(root / "classes.json", json.dumps(class_table(), sort_keys=True, indent=1) + "\n")
+    table = class_table()
+    atomic_write_text(root / "classes.json", json.dumps(table["classes"], indent=1) + "\n")
+    atomic_write_text(root / "class_table.json", json.dumps(table, sort_keys=True, indent=1) + "\n")
     os.sync()  # every clip folder is on disk before metadata.csv lists it
     atomic_write_text(metadata, metadata_text(kept + rows))
     log.info("wrote %d clips (seed %d, split %s) to %s", clips, seed, split, root)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ddavs_rt.metrics import avsbench_f, avsbench_j
 from ddavs_rt.publish.schema import ClassInfo
 
 
@@ -67,17 +66,40 @@ def logits_to_result(
     return FrameResult(mask=mask, classes=classes, encoding="png-class", num_classes=int(logits.shape[0]))
 
 
+_THRESHOLDS = np.linspace(0.0, 1.0 - 1e-10, 255)
+
+
 def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """AVSBench J and F of one frame (binary logits [1, h, w] or class logits [K, h, w]) against a
-    binary ground truth [H, W] resized (nearest) to the logits' size."""
+    """AVSBench J and F of one frame against a binary ground truth [H, W] (resized, nearest, to
+    the logits' size). Logits: binary [1, h, w] or classes [K, h, w] (sounding = not background).
+
+    The same rules as ddavs_rt.metrics.avsbench_j / avsbench_f for a batch of one frame (J of an
+    empty truth = share of pixels predicted background; F skipped (None -> 0 here) for an empty
+    truth, max over 255 thresholds, beta^2 = 0.3), computed with one histogram instead of 255
+    passes so that the live demo can afford it on every frame.
+    """
     h, w = logits.shape[1:]
     gt = truth.astype(np.uint8)
     if gt.shape != (h, w):
         gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
-    gt = (gt > 0).astype(np.float32)[None]  # [1, h, w]
+    gt = gt.reshape(-1) > 0
     if logits.shape[0] == 1:
-        binary_logits = logits[:1]
-    else:  # sounding = any non-background class; its logit as log-odds of 1 - p(background)
-        p_bg = _softmax(logits)[0].clip(1e-6, 1 - 1e-6)
-        binary_logits = np.log((1 - p_bg) / p_bg)[None]
-    return avsbench_j(binary_logits, gt), avsbench_f(binary_logits, gt)
+        prob = _sigmoid(logits[0].astype(np.float32)).reshape(-1)
+    else:
+        prob = 1.0 - _softmax(logits.astype(np.float32))[0].reshape(-1)
+    pred = prob > 0.5
+    if gt.any():
+        j = float((pred & gt).sum() / ((pred | gt).sum() + 1e-7))
+    else:
+        j = float((~pred).sum() / (pred.size + 1e-7))
+    if not gt.any():
+        return j, 0.0
+    # thresholds at or below each pixel's probability: pixel counts for threshold i iff i < level
+    level = np.searchsorted(_THRESHOLDS, prob, side="right")  # [N] in 0..255
+    predicted = np.cumsum(np.bincount(level, minlength=256)[::-1])[::-1][1:]  # [255] pixels >= th_i
+    hits = np.cumsum(np.bincount(level[gt], minlength=256)[::-1])[::-1][1:]  # [255] true positives
+    precision = hits / (predicted + 1e-20)
+    recall = hits / (gt.sum() + 1e-20)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = (1.3 * precision * recall) / (0.3 * precision + recall)
+    return j, float(np.nan_to_num(f).max())

@@ -1,0 +1,37 @@
+"""Post-processing: masks and classes from logits; the live accuracy matches the official metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddavs_rt.metrics import avsbench_f, avsbench_j
+from ddavs_rt.runtime.postprocess import live_accuracy, logits_to_result
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_live_accuracy_equals_the_official_batch_of_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (1, 40, 48)).astype(np.float32)
+    truth = (rng.random((40, 48)) < (0.0 if seed == 0 else 0.3)).astype(np.uint8)
+    j, f = live_accuracy(logits, truth)
+    assert j == pytest.approx(avsbench_j(logits, truth[None]), abs=1e-6)
+    assert f == pytest.approx(avsbench_f(logits, truth[None]), abs=1e-4)
+
+
+def test_binary_logits_become_a_frame_sized_mask_with_its_class() -> None:
+    logits = np.full((1, 8, 8), -10.0, np.float32)
+    logits[0, 2:6, 2:6] = 10.0
+    result = logits_to_result(logits, (16, 16), ("background", "sounding"))
+    assert result.mask.shape == (16, 16) and result.encoding == "png-binary"
+    assert result.mask[4:12, 4:12].all() and result.mask.sum() == 64
+    assert [c.class_id for c in result.classes] == [1] and result.classes[0].pixels == 64
+
+
+def test_semantic_logits_give_class_ids_and_counts() -> None:
+    logits = np.zeros((3, 4, 4), np.float32)
+    logits[0] = 5.0
+    logits[2, :2, :] = 10.0
+    result = logits_to_result(logits, (4, 4), ("background", "dog", "car"))
+    assert result.encoding == "png-class" and result.num_classes == 3
+    assert {c.name: c.pixels for c in result.classes} == {"car": 8}

@@ -308,7 +308,11 @@ class TrainConfig(StrictModel):
     amp: bool = True
     seed: int = 0
     freeze_audio_encoder: bool = True
-    init_checkpoint: Path | None = None
+    init_checkpoint: Path | None = Field(None, description="stage 'ddavs': checkpoint folder whose audio encoder is loaded (stage 1's)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (the schedule still spans all epochs)")
+    checkpoint_every_steps: int = Field(0, ge=0, description="also write last/ every N steps (0: at epoch ends only)")
+    frame_size: int | None = Field(None, ge=32, description="training frame side; default the model's input_size")
+    eval_batch_size: int = Field(4, ge=1, description="clips per validation batch; the metric batch is this times the frames per clip")
     loss: LossWeights = Field(default_factory=LossWeights)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

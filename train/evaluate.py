@@ -1,0 +1,172 @@
+"""`ddavs-rt eval`: J, F and J&F of a checkpoint, overall and per subset tag.
+
+    ddavs-rt eval --checkpoint CKPT --data DIR [--layout synthavs] [--split test] [--tags ...]
+                  [--batch-size 4] [--shuffle-audio] [--json OUT] [--seed S]
+
+Clips are read in order, `--batch-size` clips per forward pass; the metric batch (TPAVI
+protocol: J and F are averaged over batches of frames) is batch size x frames per clip and is
+printed beside the table. `--shuffle-audio` feeds every clip the audio of another clip (a fixed
+derangement drawn from --seed): a model that uses the sound should lose accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ddavs_rt.atomic import atomic_write_text
+from ddavs_rt.errors import ConfigError, DataError
+from ddavs_rt.metrics import BinaryMetricAccumulator, BinaryMetrics
+
+from .datasets import ClipDataset, ClipSample, collate_clips, open_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A permutation of range(n) with no fixed point (n >= 2), the same for the same seed."""
+    if n < 2:
+        raise DataError(f"--shuffle-audio needs at least 2 clips, the selection has {n}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    # a cyclic shift along a random order has no fixed point: clip order[i] gets order[i + 1]'s audio
+    partner = np.empty(n, dtype=np.int64)
+    partner[order] = np.roll(order, -1)
+    return partner.tolist()
+
+
+class ClipSelection(Dataset[ClipSample]):
+    """Clips of a dataset chosen by index; optionally each with the audio of its partner clip."""
+
+    def __init__(self, dataset: ClipDataset, indices: list[int], audio_from: list[int] | None = None) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.audio_from = audio_from
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> ClipSample:
+        sample = self.dataset[self.indices[i]]
+        if self.audio_from is not None:
+            donor = self.dataset[self.indices[self.audio_from[i]]]
+            t = min(sample.num_frames, donor.num_frames)
+            audio = np.zeros_like(sample.audio)
+            audio[:t] = donor.audio[:t]
+            audio[~sample.frame_valid] = 0.0
+            sample.audio = audio
+        return sample
+
+
+def select_clips(dataset: ClipDataset, tags: list[str] | None) -> list[int]:
+    """Indices of the clips carrying any of `tags` (all clips when None)."""
+    if not tags:
+        return list(range(len(dataset)))
+    wanted = set(tags)
+    chosen = [i for i, plan in enumerate(dataset.plans) if wanted & set(plan.tags)]
+    if not chosen:
+        present = sorted({t for plan in dataset.plans for t in plan.tags})
+        raise DataError(f"no clip carries the tag(s) {', '.join(tags)}; tags present: {', '.join(present) or 'none'}")
+    return chosen
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, clips: Dataset, batch_size: int = 4, device: str | torch.device = "cpu") -> BinaryMetrics:
+    """Binary J / F / J&F of `model` (logits [N, 1, H, W]; K > 1: 1 - p(background)) on `clips`."""
+    was_training = model.training
+    model.eval()
+    accumulator: BinaryMetricAccumulator | None = None
+    for start in range(0, len(clips), batch_size):
+        batch = collate_clips([clips[i] for i in range(start, min(start + batch_size, len(clips)))])
+        b, t = batch["frames"].shape[:2]
+        if accumulator is None:
+            accumulator = BinaryMetricAccumulator(batch_size=batch_size * t)
+        frames = batch["frames"].flatten(0, 1).to(device)  # [B*T, H, W, 3]
+        audio = batch["audio"].flatten(0, 1).to(device)  # [B*T, S]
+        logits = model(frames, audio).float()  # [B*T, K, H, W]
+        if logits.shape[1] > 1:  # foreground score as a logit of 1 - p(background)
+            p_fg = 1.0 - torch.softmax(logits, dim=1)[:, 0]
+            scores = torch.logit(p_fg.clamp(1e-6, 1 - 1e-6))
+        else:
+            scores = logits[:, 0]
+        scores = scores.view(b, t, *scores.shape[1:]).cpu()
+        for k in range(b):
+            valid = batch["mask_valid"][k]
+            if bool(valid.any()):
+                accumulator.add(scores[k][valid], batch["masks"][k][valid].float(), batch["tags"][k])
+    if was_training:
+        model.train()
+    if accumulator is None:
+        raise DataError("no clips to evaluate")
+    return accumulator.result()
+
+
+@dataclass
+class EvalReport:
+    metrics: BinaryMetrics
+    checkpoint: str
+    data: str
+    split: str
+    shuffle_audio: bool
+    seed: int
+    num_clips: int
+
+    def to_dict(self) -> dict:
+        return {
+            "checkpoint": self.checkpoint, "data": self.data, "split": self.split,
+            "shuffle_audio": self.shuffle_audio, "seed": self.seed, "num_clips": self.num_clips,
+            **self.metrics.to_dict(),
+        }
+
+
+def format_table(report: EvalReport) -> str:
+    m = report.metrics
+    lines = [
+        f"{report.checkpoint} on {report.data} ({report.split}, {report.num_clips} clips"
+        f"{', shuffled audio seed ' + str(report.seed) if report.shuffle_audio else ''})",
+        f"protocol {m.protocol}, metric batch {m.batch_size} frames",
+        f"{'subset':<16}{'frames':>8}{'J':>9}{'F':>9}{'J&F':>9}",
+        f"{'all':<16}{m.num_frames:>8}{m.j:>9.4f}{m.f:>9.4f}{m.jf:>9.4f}",
+    ]
+    for tag, sub in m.per_tag.items():
+        lines.append(f"{tag:<16}{sub.num_frames:>8}{sub.j:>9.4f}{sub.f:>9.4f}{sub.jf:>9.4f}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, bank)")
+    parser.add_argument("--data", required=True, help="dataset root")
+    parser.add_argument("--layout", default="synthavs", help="dataset layout (default synthavs)")
+    parser.add_argument("--split", default="test", help="split (default test)")
+    parser.add_argument("--tags", nargs="+", default=None, help="only clips carrying any of these tags")
+    parser.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4)")
+    parser.add_argument("--shuffle-audio", action="store_true", help="pair every clip with another clip's audio")
+    parser.add_argument("--json", default=None, help="write the results here as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the audio derangement (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ddavs_rt.model.checkpoint import load_checkpoint
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    model, cfg = load_checkpoint(args.checkpoint, map_location=args.device)
+    dataset = open_dataset(args.data, args.layout, args.split, size=cfg.input_size, sample_rate=cfg.sample_rate)
+    indices = select_clips(dataset, args.tags)
+    partner = derangement(len(indices), args.seed) if args.shuffle_audio else None
+    clips = ClipSelection(dataset, indices, partner)
+    metrics = evaluate_model(model, clips, args.batch_size, args.device)
+    report = EvalReport(metrics, str(args.checkpoint), str(args.data), args.split, bool(args.shuffle_audio), args.seed, len(indices))
+    print(format_table(report))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(report.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

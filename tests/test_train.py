@@ -1,0 +1,147 @@
+"""Training: resume after a stop gives the same weights as a straight run, DDP ranks agree,
+stage 1 writes a loadable encoder, stage 3 keeps the bank valid; the log files are written."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from ddavs_rt.bank import module_sha256
+from ddavs_rt.cli import main as cli_main
+from ddavs_rt.config import TrainConfig
+from ddavs_rt.model.checkpoint import load_checkpoint
+from ddavs_rt.train.trainer import Trainer
+
+torch.set_num_threads(1)
+
+TINY_MODEL = {
+    "name": "test-tiny", "input_size": 64,
+    "visual": {"variant": "b0", "embed_dims": [16, 32, 40, 64], "depths": [1, 1, 1, 1], "drop_path": 0.1},
+    "audio": {"kind": "small", "channels": [8, 16, 16], "dim": 32},
+    "aqm": {"num_queries": 2, "layers": 1, "heads": 4, "mlp_ratio": 2.0},
+    "bank": {"num_prototypes": 4},
+    "com": {"projector_dim": 16},
+    "avam": {"positions": [3, 4], "heads": 4},
+    "decoder": {"hidden_dim": 16, "num_classes": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    for split, seed, clips in (("train", 11, 3), ("val", 12, 2)):
+        assert cli_main(["synth", "-q", "--out", str(root), "--clips", str(clips), "--seed", str(seed),
+                         "--split", split, "--size", "32", "--subsets", "single"]) == 0
+    return root
+
+
+def _config(tmp: Path, data: Path, **overrides) -> TrainConfig:
+    tmp.mkdir(parents=True, exist_ok=True)
+    model = tmp / "model.yaml"
+    model.write_text(yaml.safe_dump(TINY_MODEL))
+    values = {
+        "model": str(model), "data": {"root": str(data), "num_workers": 0}, "epochs": 2, "batch_size": 1,
+        "lr": 1e-3, "warmup_epochs": 0.5, "frame_size": 32, "eval_batch_size": 2, "out_dir": str(tmp / "run"),
+    }
+    values.update(overrides)
+    return TrainConfig.model_validate(values)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_stop_and_resume_matches_a_straight_run(tmp_path: Path, data: Path) -> None:
+    # 3 clips, batch 1: 3 steps per epoch; the stop at step 2 is mid-epoch and the rest crosses
+    # the epoch end (validation, best/) before step 5. COM is on, so the augmentation's
+    # generator, dropout and drop-path draws must all resume where they stopped.
+    straight = Trainer(_config(tmp_path / "a", data, max_steps=5), tmp_path / "a" / "run")
+    straight.fit()
+    first = Trainer(_config(tmp_path / "b", data, max_steps=2), tmp_path / "b" / "run")
+    first.fit()
+    state = torch.load(tmp_path / "b/run/last/trainer_state.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["position"]) == (2, 0, 2)
+    del first  # the "killed" process: only last/ survives
+    resumed = Trainer(_config(tmp_path / "b", data, max_steps=5), tmp_path / "b" / "run", resume=True)
+    resumed.fit()
+    a, b = _weights(tmp_path / "a/run/last"), _weights(tmp_path / "b/run/last")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key
+    rows = list(csv.DictReader(open(tmp_path / "b/run/train_log.csv")))
+    assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["val_jf"]) >= 0
+    assert (tmp_path / "b/run/train_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert straight.step == resumed.step == 5
+
+
+def test_resume_without_a_run_is_a_one_line_error(tmp_path: Path, data: Path) -> None:
+    from ddavs_rt.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        Trainer(_config(tmp_path, data), tmp_path / "run", resume=True)
+
+
+def test_stage_audio_then_ddavs_with_a_frozen_encoder_and_its_bank(tmp_path: Path, data: Path) -> None:
+    audio_run = tmp_path / "audio"
+    trainer = Trainer(_config(tmp_path, data, stage="audio", epochs=1, max_steps=2), audio_run)
+    before = module_sha256(trainer.model.audio_encoder)
+    trainer.fit()
+    encoder, _ = load_checkpoint(audio_run / "last")
+    assert module_sha256(encoder.audio_encoder) != before  # stage 1 trained the encoder
+    assert "head" in torch.load(audio_run / "last/trainer_state.pt", weights_only=True)
+
+    bank = tmp_path / "bank.safetensors"
+    assert cli_main(["build-bank", "-q", "--checkpoint", str(audio_run / "last"), "--data", str(data),
+                     "--k", "1", "--m", "1", "--out", str(bank)]) == 2  # P = C*1*1 differs from 4 prototypes
+    from ddavs_rt.train.bank_builder import build_bank
+    from ddavs_rt.train.datasets import open_dataset
+    from ddavs_rt.bank import save_bank
+
+    model, cfg = load_checkpoint(audio_run / "last")
+    built = build_bank(model, cfg, open_dataset(data, "synthavs", "train", size=32), k=1, m=1)
+    TINY_MODEL_P = dict(TINY_MODEL, bank={"num_prototypes": built.size})
+    save_bank(bank, built.prototypes, built.class_index, built.class_names, built.encoder_kind, built.encoder_sha256, 1, 1)
+    cfg3 = _config(tmp_path, data, stage="ddavs", bank=str(bank), init_checkpoint=str(audio_run / "last"), epochs=1, max_steps=2)
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(TINY_MODEL_P))
+    stage3 = Trainer(cfg3, tmp_path / "ddavs")
+    stage3.fit()
+    final, _ = load_checkpoint(tmp_path / "ddavs/last")  # attach_bank re-checks the encoder checksum
+    assert module_sha256(final.audio_encoder) == built.encoder_sha256
+    assert torch.equal(final.bank_buffer, built.prototypes)
+
+
+def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, data: Path) -> None:
+    cfg = _config(tmp_path, data, max_steps=2, epochs=1)
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent("""
+        import sys, torch
+        torch.set_num_threads(1)
+        from ddavs_rt.bank import module_sha256
+        from ddavs_rt.train.trainer import Trainer, load_train_config
+        trainer = Trainer(load_train_config(sys.argv[1]), sys.argv[2])
+        trainer.fit()
+        # parameters (BatchNorm running statistics are each rank's own until DDP's next broadcast)
+        params = torch.nn.ParameterList(p for p in trainer.model.parameters())
+        open(f"{sys.argv[3]}/rank{trainer.rank}.txt", "w").write(f"{trainer.world} {trainer.step} {module_sha256(params)}")
+        trainer.close()
+    """))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), str(config_file), str(tmp_path / "run"), str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank0 = (tmp_path / "rank0.txt").read_text().split()
+    rank1 = (tmp_path / "rank1.txt").read_text().split()
+    assert rank0[:2] == ["2", "2"] and rank0 == rank1
+    assert (tmp_path / "run/last/model.safetensors").is_file()

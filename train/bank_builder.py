@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"the bank has P = {len(bank.class_names)} classes x k {args.k} x m {args.m} = {bank.size} prototypes, "
             f"the model config says bank.num_prototypes={cfg.bank.num_prototypes}; set bank.num_prototypes: {bank.size} "
-            f"in the model config (and retrain stage 1 with it) or pick --k/--m so that C*k*m = {cfg.bank.num_prototypes}"
+            f"in the model config or pick --k/--m so that C*k*m = {cfg.bank.num_prototypes}"
         )
     save_bank(Path(args.out), bank.prototypes, bank.class_index, bank.class_names, bank.encoder_kind, bank.encoder_sha256, bank.k, bank.m)
     print(f"wrote {args.out}: {bank.size} prototypes ({len(bank.class_names)} classes x k {bank.k} x m {bank.m}), "

@@ -259,7 +259,9 @@ class Trainer:
             except RuntimeError as error:
                 raise CheckpointError(f"{folder}: its audio encoder does not fit this model ({str(error).splitlines()[0]}); train stage 1 with the same model config") from None
             logger.info("loaded the audio encoder of %s", folder)
-        if cfg.bank is not None:
+        if cfg.bank is not None and self.model.bank_buffer is None:
+            logger.info("model '%s' has no bank refinement: the training config's bank is not used", self.model_cfg.name)
+        elif cfg.bank is not None:
             self.bank = load_bank(resolve_path(cfg.bank, config_dir))
             attach_bank(self.model, self.bank)
         elif self.model.bank_buffer is not None:

@@ -12,8 +12,13 @@ DEST=${DEST:-models/ddavs-tiny-synth}
 if [[ "${TOY:-0}" == 1 ]]; then
   SINGLE=12; MIXED=6; VAL=4; TEST=4; SIZE=64; STEPS="--epochs 1"; K=1; M=1; WORKERS=1
 else
-  SINGLE=4000; MIXED=6000; VAL=500; TEST=1000; SIZE=224; STEPS=""; K=3; M=2; WORKERS=8
+  SINGLE=${SINGLE:-4000}; MIXED=${MIXED:-6000}; VAL=${VAL:-500}; TEST=${TEST:-1000}; SIZE=224; STEPS=""
+  K=3; M=2; WORKERS=${WORKERS:-8}
 fi
+# Stage configs: STAGE1_CONFIG / STAGE3_CONFIG choose the budget (the *-cpu.yaml files are the
+# short CPU budget the committed model was trained with).
+STAGE1_CONFIG=${STAGE1_CONFIG:-configs/train/tiny-audio.yaml}
+STAGE3_CONFIG=${STAGE3_CONFIG:-configs/train/ddavs-tiny-synth.yaml}
 ddavs() { "$PY" -m ddavs_rt.cli "$@"; }
 
 # 1. data (train: single-source clips for stage 1 and the bank, plus the full mixture)
@@ -27,7 +32,7 @@ ddavs synth --out "$DATA-test" --clips "$TEST" --seed "$TEST_SEED" --split test 
 # 2. stage 1: the audio encoder (its checkpoint is the exported encoder the next steps load)
 MODEL_CFG=configs/model/ddavs-tiny.yaml
 TMP_CFG=$(mktemp -d)
-sed "s#root: data/synthavs#root: $DATA#; s#out_dir: runs/#out_dir: $RUNS/#" configs/train/tiny-audio.yaml > "$TMP_CFG/audio.yaml"
+sed "s#root: data/synthavs#root: $DATA#; s#out_dir: runs/#out_dir: $RUNS/#" "$STAGE1_CONFIG" > "$TMP_CFG/audio.yaml"
 ddavs train --config "$TMP_CFG/audio.yaml" $STEPS
 
 # 3. the bank: P = classes x k x m must equal bank.num_prototypes of the model config
@@ -45,7 +50,7 @@ ddavs build-bank --checkpoint "$STAGE1" --data "$DATA" --k $K --m $M --out "$RUN
 
 # 4. stage 3
 sed "s#root: data/synthavs#root: $DATA#; s#out_dir: runs/#out_dir: $RUNS/#; s#runs/bank/#$RUNS/bank/#; s#init_checkpoint: runs/tiny-audio/best#init_checkpoint: $STAGE1#; s#model: configs/model/ddavs-tiny.yaml#model: $MODEL_CFG#" \
-  configs/train/ddavs-tiny-synth.yaml > "$TMP_CFG/ddavs.yaml"
+  "$STAGE3_CONFIG" > "$TMP_CFG/ddavs.yaml"
 ddavs train --config "$TMP_CFG/ddavs.yaml" $STEPS
 BEST="$RUNS/ddavs-tiny-synth/best"
 

@@ -225,10 +225,48 @@ class DecoderConfig(StrictModel):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class DDESegConfig(StrictModel):
+    """DDESeg variant (variant: ddeseg): Dynamic Derivation / Elimination and per-stage fusion.
+
+    The semantic memory is the project's bank file: `prototypes_per_class` = k * m rows per class,
+    stored class by class, so bank.num_prototypes must be a multiple of it. `num_derived` is the
+    paper's K (nearest class centres, derived audio representations and visual centres).
+    """
+
+    num_derived: int = Field(5, ge=1)
+    prototypes_per_class: int = Field(5, ge=1)
+    heads: int = Field(8, ge=1)
+    gumbel_tau: float = Field(1.0, gt=0)
+    fusion_mlp_ratio: float = Field(2.0, gt=0)
+
+
+class SDAVSConfig(StrictModel):
+    """SDAVS variant (variant: sdavs): SNRP + DAMF in four decoder stages of width decoder.hidden_dim.
+
+    `attn_dim` is the STC output width the bidirectional attention runs at; `kv_pool` the spatial
+    pooling of keys/values per MiT stage (1-4), as MiT's reduction ratios; `reduction` the channel
+    reduction of the CFS gate MLP and of CAR.
+    """
+
+    attn_dim: int = Field(256, ge=1)
+    heads: int = Field(8, ge=1)
+    kv_pool: Quad = (8, 4, 2, 1)
+    reduction: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SDAVSConfig":
+        if self.attn_dim % self.heads:
+            raise ValueError(f"attn_dim {self.attn_dim} is not divisible by {self.heads} heads")
+        if min(self.kv_pool) < 1:
+            raise ValueError(f"kv_pool entries must be at least 1, got {self.kv_pool}")
+        return self
+
+
 class ModelConfig(StrictModel):
     """A DDAVS network and its engine contract (input size, sample rate, window)."""
 
     name: str
+    variant: Literal["ddavs", "ddeseg", "sdavs"] = "ddavs"
     input_size: int = Field(224, ge=32)
     sample_rate: int = Field(16000, gt=0)
     window_seconds: float = Field(1.0, gt=0)
@@ -240,6 +278,8 @@ class ModelConfig(StrictModel):
     avam: AVAMConfig = Field(default_factory=AVAMConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
     class_names: list[str] = Field(default_factory=lambda: ["background", "sounding"])
+    ddeseg: DDESegConfig = Field(default_factory=DDESegConfig)
+    sdavs: SDAVSConfig = Field(default_factory=SDAVSConfig)
 
     @property
     def window_samples(self) -> int:
@@ -257,6 +297,20 @@ class ModelConfig(StrictModel):
             )
         if self.com.enabled and not self.aqm.enabled:
             raise ValueError("com.enabled needs aqm.enabled: COM acts on the AQM's queries")
+        if self.variant != "ddavs" and self.com.enabled:
+            raise ValueError(f"variant {self.variant} has no COM; set com.enabled: false")
+        if self.variant == "ddeseg":
+            per_class = self.ddeseg.prototypes_per_class
+            if self.bank.num_prototypes % per_class:
+                raise ValueError(
+                    f"bank.num_prototypes {self.bank.num_prototypes} is not a multiple of "
+                    f"ddeseg.prototypes_per_class {per_class} (k * m of the bank)"
+                )
+            classes = self.bank.num_prototypes // per_class
+            if self.ddeseg.num_derived > classes:
+                raise ValueError(
+                    f"ddeseg.num_derived {self.ddeseg.num_derived} exceeds the memory's {classes} classes"
+                )
         return self
 
 
@@ -385,6 +439,12 @@ class RuntimeConfig(StrictModel):
     mask_threshold: float = Field(0.5, gt=0, lt=1)
     duration_s: float | None = Field(None, gt=0)
     stats_interval_s: float = Field(2.0, gt=0)
+    # Operating it (ddavs_rt/runtime/metrics.py, recorder.py, publish/keys.py)
+    metrics: str | None = Field(None, description="HOST:PORT of the Prometheus endpoint, e.g. 127.0.0.1:9100")
+    curve_keys: Path | None = Field(None, description="folder made by `ddavs-rt keys`: CURVE on the publisher")
+    record: Path | None = Field(None, description="folder for the recorded masks and headers")
+    record_rotate_mb: float | None = Field(None, gt=0, description="close a recording segment at this size")
+    record_rotate_s: float | None = Field(None, gt=0, description="close a recording segment after this long")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "RuntimeConfig":

@@ -119,5 +119,14 @@ class DDAVS(nn.Module):
         return self.aqm.refinement.bank
 
 
-def build_model(cfg: ModelConfig) -> DDAVS:
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network of `cfg.variant`: DDAVS, or the DDESeg / SDAVS comparison variants."""
+    if cfg.variant == "ddeseg":
+        from ddavs_rt.model.ddeseg import DDESeg
+
+        return DDESeg(cfg)
+    if cfg.variant == "sdavs":
+        from ddavs_rt.model.sdavs import SDAVS
+
+        return SDAVS(cfg)
     return DDAVS(cfg)

@@ -40,6 +40,34 @@ MODULE_GROUPS: dict[str, tuple[str, ...]] = {
     "decoder": ("decoder",),
 }
 
+# the comparison variants: report row -> module paths (dotted, relative to the model)
+_SDAVS_STAGES = range(4)
+VARIANT_GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ddavs": MODULE_GROUPS,
+    "ddeseg": {
+        "visual encoder": ("visual",),
+        "audio encoder": ("audio_encoder",),
+        "DDM (derivation)": ("ddm",),
+        "DEM (elimination)": ("dem",),
+        "fusion blocks": ("fusion",),
+        "decoder": ("decoder",),
+    },
+    "sdavs": {
+        "visual encoder": ("visual",),
+        "audio encoder": ("audio_encoder",),
+        "SNRP": tuple(f"decoder.stages.{i}.snrp" for i in _SDAVS_STAGES),
+        "DAMF": tuple(f"decoder.stages.{i}.damf" for i in _SDAVS_STAGES),
+        "decoder (rest)": ("decoder.audio_proj", "decoder.mlp", "decoder.classifier")
+        + tuple(f"decoder.stages.{i}.{part}" for i in _SDAVS_STAGES for part in ("lateral", "merge", "fuse", "skip")),
+    },
+}
+
+# what the variants' papers report (trainable parameters, audio encoder frozen and not counted)
+PAPER_VARIANT_PARAMS: dict[str, str] = {
+    "ddeseg": "DDESeg paper Table 2: 103.84 M trainable ('Trans.' visual backbone, HTSAT or VGGish, audio frozen)",
+    "sdavs": "SDAVS paper Table X: 103.2 M trainable (Swin-B + VGGish); SNRP 2.62 M, DAMF 2.44 M",
+}
+
 
 @dataclass
 class ModuleInfo:
@@ -62,6 +90,7 @@ class ModelInfo:
     total_params_training: int
     total_flops: int  # the whole pass, pre-processing and final upsampling included
     paper_row: str
+    variant: str = "ddavs"
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -76,7 +105,9 @@ class ModelInfo:
 
 
 def paper_row(cfg: ModelConfig) -> str:
-    """The Table 8 row this config's switches correspond to."""
+    """The Table 8 row this config's switches correspond to ("" for the comparison variants)."""
+    if cfg.variant != "ddavs":
+        return ""
     aqm, com, avam = cfg.aqm.enabled, cfg.com.enabled, cfg.avam.enabled
     if aqm and avam:
         return "DDAVS (ours)"
@@ -96,6 +127,16 @@ def _group_flops(counts: dict[str, dict], root: str, attrs: tuple[str, ...]) -> 
     return total
 
 
+def _submodule(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    """`model.a.b.c` for "a.b.c", or None where a part is missing or None."""
+    module: torch.nn.Module | None = model
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
 def measure(cfg: ModelConfig, config_name: str = "") -> ModelInfo:
     from ddavs_rt.model.ddavs import build_model
 
@@ -108,11 +149,12 @@ def measure(cfg: ModelConfig, config_name: str = "") -> ModelInfo:
     counts = counter.get_flop_counts()
     root = next((k for k in counts if k != "Global" and "." not in k), type(model).__name__)
     modules = []
-    for row, attrs in MODULE_GROUPS.items():
-        params = sum(p.numel() for a in attrs if getattr(model, a, None) is not None for p in getattr(model, a).parameters())
+    for row, attrs in VARIANT_GROUPS[cfg.variant].items():
+        params = sum(p.numel() for a in attrs if _submodule(model, a) is not None for p in _submodule(model, a).parameters())
         modules.append(ModuleInfo(row, params, _group_flops(counts, root, attrs)))
     total_training = sum(p.numel() for p in model.parameters())
-    com_params = sum(p.numel() for p in model.com.parameters()) if model.com is not None else 0
+    com = getattr(model, "com", None)
+    com_params = sum(p.numel() for p in com.parameters()) if com is not None else 0
     return ModelInfo(
         config=config_name or cfg.name,
         input_size=cfg.input_size,
@@ -122,6 +164,7 @@ def measure(cfg: ModelConfig, config_name: str = "") -> ModelInfo:
         total_params_training=total_training,
         total_flops=int(counter.get_total_flops()),
         paper_row=paper_row(cfg),
+        variant=cfg.variant,
     )
 
 
@@ -135,6 +178,9 @@ def format_table(info: ModelInfo) -> str:
     lines.append(f"{'total (inference)':<22}{info.total_params / 1e6:>12.3f}{info.total_flops / 2e9:>10.3f}{info.total_flops / 1e9:>10.3f}")
     lines.append(f"{'total (training)':<22}{info.total_params_training / 1e6:>12.3f}")
     lines.append("GFLOPs = 2 x GMACs (FlopCounterMode); the paper's GFLOPs are MACs-based (fvcore): compare GMACs.")
+    if info.variant in PAPER_VARIANT_PARAMS:
+        lines.append(PAPER_VARIANT_PARAMS[info.variant])
+        return "\n".join(lines)
     lines.append("paper Table 8 (MiT-B5 + HTSAT, 224x224):")
     for row, (params, gflops) in PAPER_TABLE8.items():
         mark = "  <- this config's row" if row == info.paper_row else ""

@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("ddavs_rt.engine.bench", "benchmark the model per backend and batch size"),
     "bench-pipeline": ("ddavs_rt.runtime.bench", "benchmark the whole streaming pipeline"),
     "subscribe": ("ddavs_rt.publish.subscribe_cli", "receive published masks over ZeroMQ"),
+    "view": ("ddavs_rt.view.cli", "a web page with the live overlays of every stream"),
+    "keys": ("ddavs_rt.publish.keys", "make CURVE key pairs for an encrypted publisher"),
 }
 RUNTIME_MODULE = "ddavs_rt.runtime.cli"
 

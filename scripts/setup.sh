@@ -23,7 +23,7 @@ if [ "$dev" = 1 ]; then
   apt_packages+=(pulseaudio pulseaudio-utils alsa-utils libasound2-plugins sox
                  gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi
                  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
-                 gstreamer1.0-libav)
+                 gstreamer1.0-libav chromium)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latest-only", action="store_true", help="skip queued frames, keep the newest per stream")
     parser.add_argument("--server-key", type=Path, metavar="FILE", help="CURVE: the publisher's public certificate")
     parser.add_argument("--client-key", type=Path, metavar="FILE", help="CURVE: this client's secret certificate")
+    parser.add_argument("--curve-keys", type=Path, metavar="DIR",
+                        help="CURVE: a folder from `ddavs-rt keys` (server.key and client.key_secret)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if args.client_key and not args.server_key:
         raise DdavsError("--client-key needs --server-key (the publisher's public certificate)")
     curve = CurveClient.from_certificates(args.server_key, args.client_key) if args.server_key else None
+    if args.curve_keys is not None:
+        if args.server_key:
+            raise DdavsError("give either --curve-keys DIR or --server-key/--client-key, not both")
+        from ddavs_rt.publish.keys import client_keys
+
+        curve = client_keys(args.curve_keys)
     topics = args.topic or [TOPIC_PREFIX]
     received = 0
     with Subscriber(args.connect, topics=topics, latest_only=args.latest_only, curve=curve) as subscriber:

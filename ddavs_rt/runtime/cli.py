@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-overlay", action="store_true", help="publish an empty overlay part")
     run.add_argument("--stats-interval", type=float, metavar="SECONDS", help="how often to print live stats")
     run.add_argument("--stats-json", metavar="FILE", help="write the final per-stream health as JSON")
+    ops = parser.add_argument_group("operating")
+    ops.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics, e.g. 127.0.0.1:9100")
+    ops.add_argument("--curve-keys", metavar="DIR", help="CURVE-encrypt the publisher with keys from `ddavs-rt keys`")
+    ops.add_argument("--record", metavar="DIR", help="record each stream's masks and headers here")
+    ops.add_argument("--record-rotate-mb", type=float, metavar="MB", help="start a new recording segment at this size")
+    ops.add_argument("--record-rotate-s", type=float, metavar="S", help="start a new recording segment after this long")
 
 
 def build_config(args: argparse.Namespace) -> RuntimeConfig:
@@ -83,6 +89,8 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
     overrides = {
         "engine": args.engine, "backend": args.backend, "publish": args.publish, "duration_s": args.duration,
         "max_batch": args.max_batch, "audio_offset_s": args.audio_offset, "stats_interval_s": args.stats_interval,
+        "metrics": args.metrics, "curve_keys": args.curve_keys, "record": args.record,
+        "record_rotate_mb": args.record_rotate_mb, "record_rotate_s": args.record_rotate_s,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_overlay:

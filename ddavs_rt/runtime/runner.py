@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ddavs_rt.capture.base import SourceState
 from ddavs_rt.config import RuntimeConfig
@@ -25,6 +26,10 @@ from ddavs_rt.runtime.health import StreamHealthSnapshot
 from ddavs_rt.runtime.scheduler import Scheduler
 from ddavs_rt.runtime.sources import build_stream, start_stream
 from ddavs_rt.runtime.stream import Stream
+
+if TYPE_CHECKING:
+    from ddavs_rt.runtime.metrics import RuntimeMetrics
+    from ddavs_rt.runtime.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,20 @@ class Runtime:
         self.streams: list[Stream] = [
             build_stream(source, spec.sample_rate, config.audio_buffer_s, self.wakeup) for source in config.sources
         ]
-        self.publisher = publisher if publisher is not None else Publisher(config.publish, send_hwm=config.send_hwm)
+        if publisher is None:
+            from ddavs_rt.publish.keys import open_publisher
+
+            publisher = open_publisher(config.publish, send_hwm=config.send_hwm, curve_keys=config.curve_keys)
+        self.publisher = publisher
         self.scheduler = Scheduler(self.streams, engine, self.publisher, config, self.wakeup)
+        self.metrics: RuntimeMetrics | None = None
+        self.recorder: Recorder | None = None
+        if config.metrics is not None:
+            from ddavs_rt.runtime.metrics import RuntimeMetrics, parse_host_port
+
+            self._metrics_address = parse_host_port(config.metrics)  # a bad value fails before anything starts
+            self.metrics = RuntimeMetrics(self.streams, self.scheduler)
+            self.metrics.attach()
         self.started_at = 0.0
         self._closed = False
 
@@ -58,6 +75,17 @@ class Runtime:
         if len(failures) == len(self.streams):
             self.close()
             raise SourceError(failures[0] if len(failures) == 1 else "; ".join(failures))
+        try:
+            if self.metrics is not None:
+                self.metrics.serve(*self._metrics_address)
+            if self.config.record is not None:
+                from ddavs_rt.runtime.recorder import Recorder
+
+                self.recorder = Recorder(self.config.record, self.config.record_rotate_mb, self.config.record_rotate_s)
+                self.scheduler.on_published.append(self.recorder.on_published)
+        except BaseException:
+            self.close()
+            raise
         self.started_at = time.monotonic()
 
     def run(
@@ -112,6 +140,10 @@ class Runtime:
                     source.stop()
                 except Exception:
                     log.exception("stream %s: stopping a source failed", stream.stream_id)
+        if self.recorder is not None:
+            self.recorder.close()  # the scheduler thread has stopped: nothing more is queued
+        if self.metrics is not None:
+            self.metrics.close()
         self.publisher.close()
         self.engine.close()
 

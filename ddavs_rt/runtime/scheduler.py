@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ddavs_rt.config import RuntimeConfig
 from ddavs_rt.engine.base import Engine
 from ddavs_rt.publish.overlay import encode_jpeg, render_overlay
 from ddavs_rt.publish.publisher import Publisher
-from ddavs_rt.publish.schema import AudioWindowInfo, Drops, FrameHeader, Latency, MaskInfo
+from ddavs_rt.publish.schema import AudioWindowInfo, Drops, FrameHeader, Latency, MaskInfo, encode_message
 from ddavs_rt.runtime.postprocess import live_accuracy, logits_to_result
 from ddavs_rt.runtime.stream import Stream
 from ddavs_rt.sync import AudioWindow
@@ -51,6 +52,10 @@ class Scheduler:
         self.errors = 0
         self.publisher_dropped: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._start = 0
+        # Observers (metrics, recorder), called on the scheduler thread; they must not block.
+        self.on_batch: list[Callable[[int, float], None]] = []  # (batch size, inference ms)
+        # (stream id, header, mask PNG, overlay JPEG or None), after each frame is sent
+        self.on_published: list[Callable[[str, FrameHeader, bytes, bytes | None], None]] = []
 
     # ------------------------------------------------------------------------------ loop
     def run(self, stop: threading.Event) -> None:
@@ -88,6 +93,7 @@ class Scheduler:
         self.batch_sizes.append(len(batch))
         if len(self.batch_sizes) > 10000:
             del self.batch_sizes[:5000]
+        self._notify(self.on_batch, len(batch), infer_ms)
         for (stream, frame), window, frame_logits in zip(batch, windows, logits):
             try:
                 self._publish(stream, frame, window, frame_logits, t_infer, infer_ms)
@@ -168,6 +174,15 @@ class Scheduler:
         now = time.time()
         header.latency.publish_ms = (now - t_post) * 1000.0
         header.latency.total_ms = max(0.0, (now - frame.wall_time) * 1000.0)
-        if not self.publisher.publish(header, result.mask, overlay):
+        parts = encode_message(header, result.mask, overlay)  # [topic, header JSON, mask PNG, overlay]
+        if not self.publisher.send(parts):
             self.publisher_dropped[stream.stream_id] += 1
         stream.counters.record(header.latency.total_ms, infer_ms, window.complete, silent)
+        self._notify(self.on_published, stream.stream_id, header, parts[2], overlay)
+
+    def _notify(self, observers: list[Callable[..., None]], *args: object) -> None:
+        for observer in observers:
+            try:
+                observer(*args)
+            except Exception:  # an observer's failure must not stop the pipeline
+                log.exception("observer %r failed", observer)

@@ -1,0 +1,144 @@
+"""The runtime's Prometheus endpoint (`--metrics 127.0.0.1:9100`), on its own registry.
+
+Per stream (label `stream`, the stream id, never a source location):
+    ddavs_frames_processed_total, ddavs_frames_dropped_total, ddavs_publisher_dropped_total,
+    ddavs_audio_gaps_total, ddavs_silent_windows_total, ddavs_reconnects_total,
+    ddavs_source_state{state=...} (1 for the current state),
+    ddavs_latency_seconds (histogram: capture to published), ddavs_capture_to_infer_seconds.
+For the engine: ddavs_batch_size and ddavs_inference_seconds (histograms, one sample per batch).
+
+Counters the runtime already keeps (processed, drops, gaps, reconnects) are read when scraped,
+without side effects; histograms are fed by the scheduler's `on_batch` / `on_published` hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ddavs_rt.capture.base import SourceState
+from ddavs_rt.capture.urls import redact_url
+from ddavs_rt.errors import DdavsError
+from ddavs_rt.publish.schema import FrameHeader
+from ddavs_rt.runtime.scheduler import Scheduler
+from ddavs_rt.runtime.stream import Stream
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS_S = (0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9100' -> ('127.0.0.1', 9100); ':9100' binds loopback; port 0 picks a free one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise DdavsError(f"--metrics {text!r} is not HOST:PORT, e.g. 127.0.0.1:9100")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _label(stream_id: str) -> str:
+    # Stream ids are config names, not locations; redacting anyway costs nothing.
+    return redact_url(stream_id)
+
+
+class _StreamCounters(Collector):
+    """Reads the streams' own counters at scrape time."""
+
+    def __init__(self, streams: list[Stream], scheduler: Scheduler) -> None:
+        self.streams = streams
+        self.scheduler = scheduler
+
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            "processed": CounterMetricFamily("ddavs_frames_processed", "frames segmented and published", labels=["stream"]),
+            "dropped": CounterMetricFamily(
+                "ddavs_frames_dropped", "frames replaced by a newer one before processing, or dropped by the source",
+                labels=["stream"]),
+            "publisher": CounterMetricFamily(
+                "ddavs_publisher_dropped", "sends that found a subscriber queue full", labels=["stream"]),
+            "gaps": CounterMetricFamily("ddavs_audio_gaps", "frames whose audio window was incomplete", labels=["stream"]),
+            "silent": CounterMetricFamily("ddavs_silent_windows", "frames of a stream without audio", labels=["stream"]),
+            "reconnects": CounterMetricFamily("ddavs_reconnects", "source reconnections", labels=["stream"]),
+        }
+        state = GaugeMetricFamily("ddavs_source_state", "1 for the stream's current source state",
+                                  labels=["stream", "state"])
+        for stream in self.streams:
+            label = [_label(stream.stream_id)]
+            sources = [source.health() for source in stream.sources]
+            families["processed"].add_metric(label, stream.counters.processed)
+            families["dropped"].add_metric(label, stream.frames_dropped + sum(h.video_dropped for h in sources))
+            families["publisher"].add_metric(label, self.scheduler.publisher_dropped.get(stream.stream_id, 0))
+            families["gaps"].add_metric(label, stream.counters.audio_gaps)
+            families["silent"].add_metric(label, stream.counters.silent_windows)
+            families["reconnects"].add_metric(label, sum(h.reconnects for h in sources))
+            current = sources[0].state if sources else None
+            for value in SourceState:
+                state.add_metric(label + [value.value], 1.0 if value == current else 0.0)
+        yield from families.values()
+        yield state
+
+
+class RuntimeMetrics:
+    """Metrics of one runtime: `attach()` hooks the scheduler, `serve(host, port)` starts HTTP."""
+
+    def __init__(self, streams: list[Stream], scheduler: Scheduler) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StreamCounters(streams, scheduler))
+        self.latency = Histogram("ddavs_latency_seconds", "capture to published, per frame", ["stream"],
+                                 buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.capture_to_infer = Histogram("ddavs_capture_to_infer_seconds", "capture to inference start, per frame",
+                                          ["stream"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.batch_size = Histogram("ddavs_batch_size", "frames per engine call", buckets=BATCH_BUCKETS,
+                                    registry=self.registry)
+        self.inference = Histogram("ddavs_inference_seconds", "engine time per batch", buckets=LATENCY_BUCKETS_S,
+                                   registry=self.registry)
+        self.scheduler = scheduler
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.address: tuple[str, int] | None = None
+
+    def attach(self) -> None:
+        self.scheduler.on_batch.append(self.on_batch)
+        self.scheduler.on_published.append(self.on_published)
+
+    def on_batch(self, size: int, infer_ms: float) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(infer_ms / 1000.0)
+
+    def on_published(self, stream_id: str, header: FrameHeader, _mask_png: bytes, _overlay: bytes | None) -> None:
+        label = _label(stream_id)
+        self.latency.labels(label).observe(header.latency.total_ms / 1000.0)
+        self.capture_to_infer.labels(label).observe(header.latency.capture_to_infer_ms / 1000.0)
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Start the HTTP endpoint (a daemon thread); returns the bound (host, port)."""
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as error:
+            raise DdavsError(f"cannot serve metrics on {host}:{port} ({error.strerror or error}); "
+                             "pick another --metrics port") from None
+        self.address = (host, self._server.server_address[1])
+        log.info("metrics on http://%s:%d/metrics", *self.address)
+        return self.address
+
+    def text(self) -> str:
+        """The exposition text, as a scrape would see it."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode("utf-8")
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None

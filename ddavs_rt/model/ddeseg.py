@@ -137,7 +137,7 @@ class DynamicElimination(nn.Module):
     def scores(self, audio: Tensor, feature: Tensor) -> Tensor:
         """Eqs. (15)-(16): derived reps [B, K, d], feature map [B, C, h, w] -> S [B, K, 1] in (0, 1)."""
         centres = self.visual_centres(feature)
-        interacted = self.cross(self.norm_a(audio), self.norm_c(centres))  # F_av [B, K, d]
+        interacted = audio + self.cross(self.norm_a(audio), self.norm_c(centres))  # F_av [B, K, d] (residual MCA layer)
         return torch.sigmoid(self.score(interacted))
 
     def forward(self, audio: Tensor, feature: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import threading
 import time
@@ -94,3 +95,49 @@ def test_only_an_authorised_subscriber_receives(tmp_path: Path) -> None:
     assert len(received["authorised"]) >= 20
     assert received["stranger"] == []
     assert received["plaintext"] == []
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from ddavs_rt.config import ModelConfig, load_config
+    from ddavs_rt.model.checkpoint import save_checkpoint
+    from ddavs_rt.model.ddavs import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(folder, build_model(cfg).eval(), cfg)
+    return folder
+
+
+def test_runtime_with_curve_keys_serves_the_authorised_subscribe_command_only(checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "ddavs-rt")
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    create_keys(keys)
+    create_keys(other)  # a client pair the publisher never authorised ...
+    shutil.copyfile(keys / "server.key", other / "server.key")  # ... that knows the right server key
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    runtime = subprocess.Popen([exe, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch", "-q",
+                                "--publish", endpoint, "--curve-keys", str(keys), "--duration", "60"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    subscribe = [exe, "subscribe", "--connect", endpoint, "-q"]
+    try:
+        outsider = subprocess.Popen([*subscribe, "--curve-keys", str(other), "--timeout", "12"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        insider = subprocess.run([*subscribe, "--curve-keys", str(keys), "--count", "3", "--timeout", "60"],
+                                 capture_output=True, text=True, timeout=120)
+        outsider_out, _ = outsider.communicate(timeout=60)
+    finally:
+        runtime.terminate()
+        runtime_out, _ = runtime.communicate(timeout=30)
+    assert runtime.returncode == 0, runtime_out
+    assert insider.returncode == 0, insider.stdout + insider.stderr
+    assert len(re.findall(r"^demo seq=\d+", insider.stdout, re.M)) == 3
+    assert outsider.returncode == 1, outsider_out
+    assert "seq=" not in outsider_out and "no message" in outsider_out

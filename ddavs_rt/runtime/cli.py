@@ -96,6 +96,10 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
     if args.no_overlay:
         data["overlay"] = False
     config = parse_config(data, RuntimeConfig, source="command line")
+    if config.metrics is not None:
+        from ddavs_rt.runtime.metrics import parse_host_port
+
+        parse_host_port(config.metrics)  # a bad address fails before the engine loads
     if not config.sources:
         raise DdavsError("no source given; try `ddavs-rt --demo`, --camera 0 --mic default, --rtsp URL or --file PATH")
     return config

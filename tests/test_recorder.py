@@ -133,3 +133,12 @@ def test_recover_trims_a_torn_last_line(tmp_path: Path) -> None:
     assert segment.name == "20260101T000000Z-00000000"
     assert [h.seq for h, _ in read_segment(segment)] == [0]
     assert not list((segment / MASKS).glob(".*"))
+
+
+def test_a_dotted_stream_id_stays_inside_the_folder(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "rec")
+    header, png, _ = _frame("..", 0)
+    recorder.on_published("..", header, png, None)
+    recorder.close()
+    assert [p.name for p in (tmp_path / "rec").iterdir()] == ["_.."]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]

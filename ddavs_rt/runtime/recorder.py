@@ -124,7 +124,8 @@ class Recorder:
         return self.rotate_s is not None and time.monotonic() - segment.opened >= self.rotate_s
 
     def _open_segment(self, stream_id: str, seq: int) -> _Segment:
-        stream_dir = self.folder / stream_id
+        # stream ids are topic-safe ([A-Za-z0-9_.:-]); a leading dot ("..") must not climb out
+        stream_dir = self.folder / (stream_id if not stream_id.startswith(".") else "_" + stream_id)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"{stamp}-{seq:08d}"
         suffix = 1

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
+from ddavs_rt.config import ModelConfig, load_config
 import torch
 from onnx import numpy_helper
 
@@ -34,6 +36,9 @@ class CountingReader(ClipCalibrationReader):
         return super().get_next()
 
 
+SIZE = load_config(TINY, ModelConfig).input_size  # the graph's frame size
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     torch.set_num_threads(1)
@@ -49,7 +54,7 @@ def test_int8_model_runs_and_tracks_fp32_and_the_cache_is_reused(setup, tmp_path
     onnx_path, data = setup
     cache_dir = tmp_path / "cache"
     CountingReader.calls = 0
-    reader = CountingReader(data, 224, 16000, 16000, clips=2)
+    reader = CountingReader(data, SIZE, 16000, 16000, clips=2)
     out = calibrate_onnx(onnx_path, data, tmp_path / "tiny.int8.onnx", clips=2, method="minmax", reader=reader, cache_dir=cache_dir)
     assert CountingReader.calls == 2 * 5 + 1  # 5 samples per clip, then the end-of-data None
 
@@ -78,7 +83,7 @@ def test_int8_model_runs_and_tracks_fp32_and_the_cache_is_reused(setup, tmp_path
     # second run on the same ONNX: the cached ranges are used, the data reader is never called
     CountingReader.calls = 0
     again = calibrate_onnx(onnx_path, data, tmp_path / "again.int8.onnx", clips=2, method="minmax",
-                           reader=CountingReader(data, 224, 16000, 16000, clips=2), cache_dir=cache_dir)
+                           reader=CountingReader(data, SIZE, 16000, 16000, clips=2), cache_dir=cache_dir)
     assert CountingReader.calls == 0
     assert read_onnx_sidecar(again).calibration["cache_reused"] is True
     assert sha256_file(again) == sha256_file(out)

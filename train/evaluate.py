@@ -108,6 +108,29 @@ def evaluate_model(model: torch.nn.Module, clips: Dataset, batch_size: int = 4, 
     return accumulator.result()
 
 
+class EngineAsModel:
+    """An inference engine (ONNX Runtime, TensorRT, ...) where evaluate_model expects a module:
+    the exported or quantized graph is judged exactly as it runs in deployment."""
+
+    training = False
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def eval(self) -> "EngineAsModel":
+        return self
+
+    def train(self, mode: bool = True) -> "EngineAsModel":
+        return self
+
+    def __call__(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        logits = self.engine.infer(frames.cpu().numpy(), audio.cpu().numpy())  # [N, K, h, w]
+        out = torch.from_numpy(logits)
+        if out.shape[-2:] != frames.shape[1:3]:  # engines answer at their input size
+            out = torch.nn.functional.interpolate(out, size=tuple(frames.shape[1:3]), mode="bilinear", align_corners=False)
+        return out
+
+
 @dataclass
 class EvalReport:
     metrics: BinaryMetrics
@@ -141,7 +164,11 @@ def format_table(report: EvalReport) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, bank)")
+    parser.add_argument("--checkpoint", "--engine", dest="checkpoint", required=True,
+                        help="checkpoint folder (torch), or an .onnx / TensorRT engine file with its sidecar")
+    parser.add_argument("--backend", default="auto", help="backend for an engine file (default auto)")
+    parser.add_argument("--frame-size", type=int, default=224,
+                        help="frames and masks are read at this size (default 224, the engine contract)")
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--layout", default="synthavs", help="dataset layout (default synthavs)")
     parser.add_argument("--split", default="test", help="split (default test)")
@@ -158,8 +185,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    model, cfg = load_checkpoint(args.checkpoint, map_location=args.device)
-    dataset = open_dataset(args.data, args.layout, args.split, size=cfg.input_size, sample_rate=cfg.sample_rate)
+    if Path(args.checkpoint).is_dir():
+        model, cfg = load_checkpoint(args.checkpoint, map_location=args.device)
+        sample_rate = cfg.sample_rate
+    else:
+        from ddavs_rt.engine import open_engine
+
+        engine = open_engine(args.checkpoint, backend=args.backend)
+        model, sample_rate = EngineAsModel(engine), engine.spec.sample_rate
+    dataset = open_dataset(args.data, args.layout, args.split, size=args.frame_size, sample_rate=sample_rate)
     indices = select_clips(dataset, args.tags)
     partner = derangement(len(indices), args.seed) if args.shuffle_audio else None
     clips = ClipSelection(dataset, indices, partner)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddavs_rt.config import ModelConfig, load_config
 from ddavs_rt.engine import open_engine
 from ddavs_rt.engine.export import export_checkpoint
 from ddavs_rt.engine.ort_backend import OrtEngine
@@ -21,6 +22,7 @@ from ddavs_rt.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "model" / "ddavs-tiny.yaml"
+S = load_config(TINY, ModelConfig).input_size  # the graph's frame size
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_an_export_of_another_checkpoint_is_not_picked(built, tmp_path):
 def test_spec_describes_the_model(built):
     _, onnx_path = built
     spec = open_engine(onnx_path, device="cpu").spec
-    assert spec.input_size == (224, 224)
+    assert spec.input_size == (S, S)
     assert (spec.sample_rate, spec.window_samples) == (16000, 16000)
     assert spec.class_names == ("background", "sounding") and spec.num_classes == 1
     assert (spec.batch_min, spec.batch_max) == (1, 2)
@@ -88,8 +90,8 @@ def test_other_frame_sizes_are_resized_with_cv2_before_the_graph(built):
     engine = OrtEngine(onnx_path, device="cpu", threads=1)
     frames, audio = _inputs(1, 180, 320, seed=2)
     got = engine.infer(frames, audio)
-    assert got.shape == (1, 1, 224, 224)
-    resized = cv2.resize(frames[0], (224, 224), interpolation=cv2.INTER_AREA)[None]
+    assert got.shape == (1, 1, S, S)
+    resized = cv2.resize(frames[0], (S, S), interpolation=cv2.INTER_AREA)[None]
     assert np.abs(got - engine.infer(resized, audio)).max() <= 1e-6
 
 
@@ -98,10 +100,10 @@ def test_a_batch_beyond_the_engine_max_is_split_into_chunks(built):
     engine = OrtEngine(onnx_path, device="cpu", threads=1)  # batch 1-2
     frames, audio = _inputs(5, 224, 224, seed=3)
     whole = engine.infer(frames, audio)
-    assert whole.shape == (5, 1, 224, 224)
+    assert whole.shape == (5, 1, S, S)
     singles = np.concatenate([engine.infer(frames[i : i + 1], audio[i : i + 1]) for i in range(5)])
     assert np.abs(whole - singles).max() <= 1e-5
-    assert engine.infer(frames[:0], audio[:0]).shape == (0, 1, 224, 224)
+    assert engine.infer(frames[:0], audio[:0]).shape == (0, 1, S, S)
 
 
 @pytest.mark.parametrize(

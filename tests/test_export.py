@@ -23,6 +23,7 @@ from ddavs_rt.model.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "model" / "ddavs-tiny.yaml"
+S = load_config(TINY, ModelConfig).input_size  # the graph's frame size
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_graph_has_dynamic_batch_and_the_contract_io(exported):
     assert [o.name for o in graph.output] == ["mask_logits"]
     frames_dims = graph.input[0].type.tensor_type.shape.dim
     assert frames_dims[0].dim_param and not frames_dims[0].dim_value
-    assert [d.dim_value for d in frames_dims[1:]] == [224, 224, 3]
+    assert [d.dim_value for d in frames_dims[1:]] == [S, S, 3]
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
@@ -110,8 +111,8 @@ def test_sidecar_records_what_the_graph_was_made_from(exported):
     assert sidecar.opset == 18 and sidecar.precision == "fp32"
     assert (sidecar.batch_min, sidecar.batch_max) == (1, 4)
     assert [(t.name, t.dtype, t.shape) for t in sidecar.inputs] == [
-        ("frames", "uint8", ["batch", 224, 224, 3]), ("audio", "float32", ["batch", 16000])]
-    assert [(t.name, t.dtype, t.shape) for t in sidecar.outputs] == [("mask_logits", "float32", ["batch", 1, 224, 224])]
+        ("frames", "uint8", ["batch", S, S, 3]), ("audio", "float32", ["batch", 16000])]
+    assert [(t.name, t.dtype, t.shape) for t in sidecar.outputs] == [("mask_logits", "float32", ["batch", 1, S, S])]
     assert torch.__version__ in sidecar.exporter
     assert sidecar.model_id.startswith("ddavs-tiny@")
     leftovers = [p.name for p in onnx_path.parent.iterdir() if p.name.endswith(".tmp")]

@@ -184,12 +184,14 @@ def test_demo_command_publishes_valid_messages_to_a_plain_subscriber(checkpoint:
     stats = tmp_path / "stats.json"
     socket = _subscriber(port)
     process = subprocess.Popen(
-        [EXE, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch", "--duration", "8",
+        [EXE, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch",
          "--publish", f"tcp://127.0.0.1:{port}", "--stats-json", str(stats), "--stats-interval", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        parts = _receive(socket, 25, timeout_s=60)
+        parts = _receive(socket, 25, timeout_s=120)
+        time.sleep(1.5)  # at least one live stats line
+        process.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
         output, _ = process.communicate(timeout=60)
     finally:
         socket.close()

@@ -33,7 +33,7 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -56,7 +56,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so that a rename inside it survives a crash (best effort)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -2,6 +2,7 @@
 
 - `rtsp_server`: a GStreamer RTSP server (H.264 + AAC) on a free loopback port, stopped by PID.
 - `pulse_server`: a private PulseAudio daemon with a null sink, PULSE_SERVER exported.
+- `checkpoint`: a ddavs-tiny checkpoint folder with seeded random weights (made once per session).
 Each skips with the missing package named only when the system binaries are absent; CI
 installs them (`scripts/setup.sh --dev`), so there they run.
 """
@@ -9,6 +10,7 @@ installs them (`scripts/setup.sh --dev`), so there they run.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +42,11 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseAudi
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ddavs_rt.engine.random_weights import write_random_checkpoint
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "model" / "ddavs-tiny.yaml"
+    return write_random_checkpoint(tiny, tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)

@@ -14,22 +14,11 @@ import torch
 
 from ddavs_rt.config import ModelConfig, load_config
 from ddavs_rt.errors import DdavsError
-from ddavs_rt.model.checkpoint import save_checkpoint
-from ddavs_rt.model.ddavs import build_model
 from ddavs_rt.runtime.metrics import parse_host_port
 from support.rtsp_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "ddavs-rt")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(folder, build_model(cfg).eval(), cfg)
-    return folder
 
 
 def scrape(url: str, timeout_s: float = 60.0) -> dict[str, float]:

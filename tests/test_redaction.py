@@ -15,22 +15,11 @@ import torch
 import zmq
 
 from ddavs_rt.config import ModelConfig, load_config
-from ddavs_rt.model.checkpoint import save_checkpoint
-from ddavs_rt.model.ddavs import build_model
 from support.rtsp_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "ddavs-rt")
 SECRET = "secret"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(folder, build_model(cfg).eval(), cfg)
-    return folder
 
 
 def _collect(endpoint: str, stop: threading.Event, messages: list[list[bytes]]) -> None:

@@ -19,8 +19,6 @@ from ddavs_rt.capture.types import VideoFrame
 from ddavs_rt.config import MediaSourceConfig, ModelConfig, RuntimeConfig, SyntheticSourceConfig, load_config
 from ddavs_rt.engine import open_engine
 from ddavs_rt.errors import SourceError
-from ddavs_rt.model.checkpoint import save_checkpoint
-from ddavs_rt.model.ddavs import build_model
 from ddavs_rt.publish.schema import decode_message
 from ddavs_rt.runtime.runner import Runtime
 from ddavs_rt.runtime.stream import Stream
@@ -29,15 +27,6 @@ from support.rtsp_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "ddavs-rt")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(folder, build_model(cfg).eval(), cfg)
-    return folder
 
 
 class RecordingEngine:
@@ -85,7 +74,7 @@ def _run_runtime(runtime: Runtime, seconds: float) -> None:
 
 def test_file_replay_windows_hold_the_tone_where_the_clip_has_it(checkpoint: Path, tmp_path: Path) -> None:
     clip = write_test_clip(tmp_path / "tone.mp4", seconds=2.4, fps=25, tone_start=1.3, tone_seconds=0.3)
-    engine = RecordingEngine(open_engine(checkpoint, backend="torch"))
+    engine = RecordingEngine(open_engine(checkpoint, backend="torch", threads=1))
     config = RuntimeConfig(
         sources=[MediaSourceConfig(id="file", location=str(clip.path), realtime=True)],
         publish=f"tcp://127.0.0.1:{free_port()}", overlay=False, audio_wait_ms=200,
@@ -124,7 +113,7 @@ def test_file_replay_windows_hold_the_tone_where_the_clip_has_it(checkpoint: Pat
 
 
 def test_two_streams_share_one_engine_in_batches(checkpoint: Path) -> None:
-    engine = RecordingEngine(open_engine(checkpoint, backend="torch"))
+    engine = RecordingEngine(open_engine(checkpoint, backend="torch", threads=1))
     config = RuntimeConfig(
         sources=[SyntheticSourceConfig(id="a", seed=1, fps=10), SyntheticSourceConfig(id="b", seed=2, fps=10)],
         publish=f"tcp://127.0.0.1:{free_port()}", overlay=False, batch_deadline_ms=40,
@@ -145,7 +134,7 @@ def test_a_stream_that_cannot_open_does_not_stop_the_others(checkpoint: Path, tm
                  SyntheticSourceConfig(id="demo", fps=10)],
         publish=f"tcp://127.0.0.1:{free_port()}", overlay=False,
     )
-    runtime = Runtime(config, open_engine(checkpoint, backend="torch"))
+    runtime = Runtime(config, open_engine(checkpoint, backend="torch", threads=1))
     try:
         _run_runtime(runtime, 2.0)
         health = {h.stream_id: h for h in runtime.health()}
@@ -156,7 +145,7 @@ def test_a_stream_that_cannot_open_does_not_stop_the_others(checkpoint: Path, tm
 
     only_bad = RuntimeConfig(sources=[MediaSourceConfig(id="gone", location=str(tmp_path / "missing.mp4"))],
                              publish=f"tcp://127.0.0.1:{free_port()}")
-    runtime = Runtime(only_bad, open_engine(checkpoint, backend="torch"))
+    runtime = Runtime(only_bad, open_engine(checkpoint, backend="torch", threads=1))
     with pytest.raises(SourceError, match="missing.mp4"):
         runtime.start()
 

@@ -14,23 +14,12 @@ from ddavs_rt.capture.microphone import MicrophoneSource
 from ddavs_rt.capture.synthetic import SyntheticSource
 from ddavs_rt.config import MediaSourceConfig, ModelConfig, RuntimeConfig, SyntheticSourceConfig, load_config
 from ddavs_rt.engine import open_engine
-from ddavs_rt.model.checkpoint import save_checkpoint
-from ddavs_rt.model.ddavs import build_model
 from ddavs_rt.publish.subscriber import Subscriber
 from ddavs_rt.runtime.runner import Runtime
 from support.pulse import write_wav
 from support.rtsp_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(folder, build_model(cfg).eval(), cfg)
-    return folder
 
 
 def test_rtsp_stream_resumes_after_a_server_restart_while_another_stream_goes_on(rtsp_server, checkpoint):
@@ -41,7 +30,7 @@ def test_rtsp_stream_resumes_after_a_server_restart_while_another_stream_goes_on
                  SyntheticSourceConfig(id="demo", fps=10)],
         publish=f"tcp://127.0.0.1:{port}", overlay=False,
     )
-    runtime = Runtime(config, open_engine(checkpoint, backend="torch"))
+    runtime = Runtime(config, open_engine(checkpoint, backend="torch", threads=1))
     arrivals: dict[str, list[tuple[float, float]]] = {"cam": [], "demo": []}  # (monotonic, frame_time)
     stop = threading.Event()
     subscriber = Subscriber(f"tcp://127.0.0.1:{port}")
@@ -95,7 +84,7 @@ def test_microphone_windows_place_a_played_tone_consistently_with_frame_times(pu
     rate = 16000
     tone = 0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(int(48000 * 0.4)) / 48000)
     wav = write_wav(tmp_path / "tone.wav", np.concatenate([tone, np.zeros(48000 // 2)]))
-    engine = open_engine(checkpoint, backend="torch")
+    engine = open_engine(checkpoint, backend="torch", threads=1)
     calls: list[tuple[float, np.ndarray]] = []
     config = RuntimeConfig(sources=[SyntheticSourceConfig(id="av", fps=10)],
                            publish=f"tcp://127.0.0.1:{free_port()}", overlay=False, audio_wait_ms=300)

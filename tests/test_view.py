@@ -19,8 +19,6 @@ import pytest
 import torch
 
 from ddavs_rt.config import ModelConfig, load_config
-from ddavs_rt.model.checkpoint import save_checkpoint
-from ddavs_rt.model.ddavs import build_model
 from ddavs_rt.publish.overlay import encode_jpeg
 from ddavs_rt.publish.publisher import Publisher
 from ddavs_rt.publish.schema import AudioWindowInfo, FrameHeader, Latency, MaskInfo
@@ -31,15 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "ddavs-rt")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (scripts/setup.sh --dev)")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "model" / "ddavs-tiny.yaml", ModelConfig)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(folder, build_model(cfg).eval(), cfg)
-    return folder
 
 
 def _chromium(url: str, profile: Path, *extra: str) -> str:

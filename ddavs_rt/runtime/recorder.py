@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ddavs_rt.atomic import fsync_dir
 from ddavs_rt.publish.schema import FrameHeader
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class Recorder:
         os.fsync(segment.fd)
         os.close(segment.fd)
         os.replace(segment.partial, segment.final)
-        _fsync_dir(segment.final.parent)
+        fsync_dir(segment.final.parent)
         self._segments.pop(segment.stream_id, None)
         self.segments_closed.append(segment.final)
         log.info("recorded %s: %d frames, %.1f MB", segment.final, segment.frames, segment.bytes_written / 1e6)
@@ -197,16 +198,3 @@ def read_segment(segment: str | Path) -> list[tuple[FrameHeader, bytes]]:
         header = FrameHeader.model_validate_json(line)
         frames.append((header, (segment / MASKS / f"{header.seq:08d}.png").read_bytes()))
     return frames
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

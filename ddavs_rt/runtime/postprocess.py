@@ -66,7 +66,7 @@ def logits_to_result(
     return FrameResult(mask=mask, classes=classes, encoding="png-class", num_classes=int(logits.shape[0]))
 
 
-_THRESHOLDS = np.linspace(0.0, 1.0 - 1e-10, 255)
+_STEP = (1.0 - 1e-10) / 254  # the official thresholds are linspace(0, 1 - 1e-10, 255)
 
 
 def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -94,8 +94,9 @@ def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
         j = float((~pred).sum() / (pred.size + 1e-7))
     if not gt.any():
         return j, 0.0
-    # thresholds at or below each pixel's probability: pixel counts for threshold i iff i < level
-    level = np.searchsorted(_THRESHOLDS, prob, side="right")  # [N] in 0..255
+    # thresholds at or below each pixel's probability (th_i = i * step): pixel counts for threshold
+    # i iff i < level. The thresholds are evenly spaced, so the count is a floor, not a search.
+    level = np.minimum((prob * (1.0 / _STEP)).astype(np.int64) + 1, 255)  # [N] in 1..255
     predicted = np.cumsum(np.bincount(level, minlength=256)[::-1])[::-1][1:]  # [255] pixels >= th_i
     hits = np.cumsum(np.bincount(level[gt], minlength=256)[::-1])[::-1][1:]  # [255] true positives
     precision = hits / (predicted + 1e-20)

@@ -25,6 +25,7 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o666 & ~_current_umask()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -32,11 +33,19 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp makes the file 0600; the result gets the mode a plain open() would have given it
+        os.chmod(tmp, mode)
         os.replace(tmp, destination)
         fsync_dir(destination.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(destination: str | Path, data: bytes) -> None:

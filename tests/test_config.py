@@ -86,3 +86,16 @@ def test_train_and_runtime_configs_validate() -> None:
 def test_every_shipped_model_config_validates(path: Path) -> None:
     cfg = load_config(path, ModelConfig)
     assert cfg.name
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path: Path) -> None:
+    import os
+
+    from ddavs_rt.atomic import atomic_write_text
+
+    target = tmp_path / "out.json"
+    atomic_write_text(target, "{}")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert target.read_text() == "{}" and not list(tmp_path.glob(".*.tmp"))

@@ -162,6 +162,8 @@ def format_health(h: StreamHealthSnapshot) -> str:
         line += f" | reconnects {h.reconnects}"
     if h.live_j is not None and h.live_f is not None:
         line += f" | live J {h.live_j:.3f} F {h.live_f:.3f} J&F {(h.live_j + h.live_f) / 2:.3f}"
+    elif h.live_j is not None:
+        line += f" | live J {h.live_j:.3f} (no sounding object in view)"
     if h.source_state not in ("running",):
         line += f" | {h.source_state}"
     if h.error:

@@ -68,6 +68,7 @@ class StreamCounters:
         self.j_sum = 0.0
         self.f_sum = 0.0
         self.truth_frames = 0
+        self.f_frames = 0  # frames with a non-empty truth: F skips the others, as AVSBench does
 
     def record(self, latency_ms: float, infer_ms: float, audio_complete: bool, silent: bool) -> None:
         now = time.monotonic()
@@ -83,11 +84,13 @@ class StreamCounters:
             while self._times and now - self._times[0] > self._rate_window_s:
                 self._times.popleft()
 
-    def record_truth(self, j: float, f: float) -> None:
+    def record_truth(self, j: float, f: float | None) -> None:
         with self._lock:
             self.j_sum += j
-            self.f_sum += f
             self.truth_frames += 1
+            if f is not None:
+                self.f_sum += f
+                self.f_frames += 1
 
     def fps(self) -> float:
         with self._lock:
@@ -101,7 +104,8 @@ class StreamCounters:
         with self._lock:
             if not self.truth_frames:
                 return None, None
-            j, f = self.j_sum / self.truth_frames, self.f_sum / self.truth_frames
+            j = self.j_sum / self.truth_frames
+            f = self.f_sum / self.f_frames if self.f_frames else None
             self.j_sum = self.f_sum = 0.0
-            self.truth_frames = 0
+            self.truth_frames = self.f_frames = 0
             return j, f

@@ -69,13 +69,13 @@ def logits_to_result(
 _STEP = (1.0 - 1e-10) / 254  # the official thresholds are linspace(0, 1 - 1e-10, 255)
 
 
-def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float | None]:
     """AVSBench J and F of one frame against a binary ground truth [H, W] (resized, nearest, to
     the logits' size). Logits: binary [1, h, w] or classes [K, h, w] (sounding = not background).
 
     The same rules as ddavs_rt.metrics.avsbench_j / avsbench_f for a batch of one frame (J of an
-    empty truth = share of pixels predicted background; F skipped (None -> 0 here) for an empty
-    truth, max over 255 thresholds, beta^2 = 0.3), computed with one histogram instead of 255
+    empty truth = share of pixels predicted background; F is None for an empty truth (the official
+    protocol skips such frames), max over 255 thresholds, beta^2 = 0.3), computed with one histogram instead of 255
     passes so that the live demo can afford it on every frame.
     """
     h, w = logits.shape[1:]
@@ -93,7 +93,7 @@ def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     else:
         j = float((~pred).sum() / (pred.size + 1e-7))
     if not gt.any():
-        return j, 0.0
+        return j, None
     # thresholds at or below each pixel's probability (th_i = i * step): pixel counts for threshold
     # i iff i < level. The thresholds are evenly spaced, so the count is a floor, not a search.
     level = np.minimum((prob * (1.0 / _STEP)).astype(np.int64) + 1, 255)  # [N] in 1..255

@@ -139,7 +139,7 @@ class Scheduler:
         if frame.ground_truth is not None:
             j, f = live_accuracy(logits, frame.ground_truth)
             stream.counters.record_truth(j, f)
-            truth = {"j": j, "f": f}
+            truth = {"j": j} if f is None else {"j": j, "f": f}
         overlay = (
             encode_jpeg(render_overlay(frame.image, result.mask), self.config.jpeg_quality)
             if self.config.overlay

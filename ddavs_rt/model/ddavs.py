@@ -18,8 +18,6 @@ the same graph.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddavs_rt.config import ModelConfig
@@ -28,10 +26,9 @@ from ddavs_rt.model.audio_encoder import build_audio_encoder
 from ddavs_rt.model.avam import CrossAlignmentBlock, HeadFusion, attention_heads
 from ddavs_rt.model.com import ContrastiveModule
 from ddavs_rt.model.decoder import MLPDecoder
+from ddavs_rt.model.frames import FramePreprocess, to_frame_size
 from ddavs_rt.model.mit import MixTransformer
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DDAVS(nn.Module):
@@ -60,17 +57,13 @@ class DDAVS(nn.Module):
         )
         self.decoder = MLPDecoder(dims, cfg.decoder)
 
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.frames = FramePreprocess(cfg.input_size)
 
     # -- pieces -------------------------------------------------------------------------------
 
     def preprocess(self, frames: Tensor) -> Tensor:
         """uint8 [B, H, W, 3] RGB -> normalised float [B, 3, S, S] at cfg.input_size."""
-        x = frames.permute(0, 3, 1, 2).to(torch.float32)  # [B, H, W, 3] -> [B, 3, H, W]
-        size = self.cfg.input_size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        return (x - self.pixel_mean) / self.pixel_std
+        return self.frames(frames)
 
     def audio_queries(self, audio: Tensor) -> Tensor:
         """audio [B, S] -> Q [B, n, d] (AQM) or the audio tokens [B, L, d] (AQM off)."""
@@ -97,13 +90,13 @@ class DDAVS(nn.Module):
         """frames uint8 [B, H, W, 3], audio float32 [B, S] -> logits float32 [B, K, H, W]."""
         queries = self.audio_queries(audio)
         logits = self.segment(self.preprocess(frames), queries)
-        return F.interpolate(logits, size=(frames.shape[1], frames.shape[2]), mode="bilinear", align_corners=False)
+        return to_frame_size(logits, frames)
 
     def forward_train(self, frames: Tensor, audio: Tensor, audio_aug: Tensor | None = None) -> dict[str, Tensor | None]:
         """Training pass: {"logits" [B, K, H, W], "queries" [B, n, d], "con_loss" scalar or None}."""
         queries = self.audio_queries(audio)
         logits = self.segment(self.preprocess(frames), queries)
-        logits = F.interpolate(logits, size=(frames.shape[1], frames.shape[2]), mode="bilinear", align_corners=False)
+        logits = to_frame_size(logits, frames)
         con_loss = None
         if self.com is not None and audio_aug is not None:
             con_loss = self.com(queries, self.audio_queries(audio_aug))

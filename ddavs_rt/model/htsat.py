@@ -29,21 +29,7 @@ from ddavs_rt.config import HTSATConfig
 from ddavs_rt.errors import ConfigError
 from ddavs_rt.model.audio_encoder import AudioEncoder
 from ddavs_rt.model.frontend import LogMel
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drops the whole residual branch per sample while training."""
-
-    def __init__(self, prob: float) -> None:
-        super().__init__()
-        self.prob = prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.prob == 0.0:
-            return x
-        keep = 1.0 - self.prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
+from ddavs_rt.model.mit import DropPath
 
 
 class Mlp(nn.Module):

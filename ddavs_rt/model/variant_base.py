@@ -7,14 +7,11 @@ model-info code look for on every model (`cfg`, `audio_encoder`, `com`, `bank_bu
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddavs_rt.config import ModelConfig
+from ddavs_rt.model.frames import FramePreprocess, to_frame_size
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class VariantBase(nn.Module):
@@ -26,15 +23,11 @@ class VariantBase(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.frames = FramePreprocess(cfg.input_size)
 
     def preprocess(self, frames: Tensor) -> Tensor:
         """uint8 [B, H, W, 3] RGB -> normalised float [B, 3, S, S] at cfg.input_size."""
-        x = frames.permute(0, 3, 1, 2).to(torch.float32)  # [B, H, W, 3] -> [B, 3, H, W]
-        size = self.cfg.input_size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        return (x - self.pixel_mean) / self.pixel_std
+        return self.frames(frames)
 
     def audio_queries(self, audio: Tensor) -> Tensor:
         """audio [B, S] -> the audio encoder's tokens [B, L, d] (the variants have no AQM)."""
@@ -43,7 +36,7 @@ class VariantBase(nn.Module):
     @staticmethod
     def to_frame_size(logits: Tensor, frames: Tensor) -> Tensor:
         """[B, K, h, w] -> [B, K, H, W] of the input frames."""
-        return F.interpolate(logits, size=(frames.shape[1], frames.shape[2]), mode="bilinear", align_corners=False)
+        return to_frame_size(logits, frames)
 
     @property
     def bank_buffer(self) -> Tensor | None:

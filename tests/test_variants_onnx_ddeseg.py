@@ -15,9 +15,9 @@ from ddavs_rt.bank import PrototypeBank, module_sha256
 from ddavs_rt.cli import main as cli_main
 from ddavs_rt.config import ModelConfig, load_config
 from ddavs_rt.engine.export import export_checkpoint
-from ddavs_rt.engine.ort_backend import OrtEngine
 from ddavs_rt.model.checkpoint import load_checkpoint, save_checkpoint
 from ddavs_rt.model.ddavs import build_model
+from support.onnx_parity import torch_and_onnxruntime_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/model/ddeseg-tiny.yaml"
@@ -47,12 +47,7 @@ def test_onnxruntime_matches_torch(exported, batch):
     checkpoint, onnx_path = exported
     model, cfg = load_checkpoint(checkpoint)
     assert model.bank_buffer.abs().sum() > 0  # the memory came with the checkpoint and is in the graph
-    rng = np.random.default_rng(batch)
-    frames = rng.integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8)
-    audio = ((rng.random((batch, cfg.window_samples), dtype=np.float32) * 2 - 1) * 0.5).astype(np.float32)
-    with torch.no_grad():
-        expected = model(torch.from_numpy(frames), torch.from_numpy(audio)).numpy()
-    got = OrtEngine(onnx_path, device="cpu", threads=1).infer(frames, audio)
+    expected, got = torch_and_onnxruntime_logits(model, onnx_path, batch, SIZE, cfg.window_samples)
     assert got.shape == (batch, 1, SIZE, SIZE)
     assert np.abs(got - expected).max() <= 1e-3
     assert expected.std() > 0

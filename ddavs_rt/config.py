@@ -344,6 +344,9 @@ class DataConfig(StrictModel):
     train_split: str = "train"
     val_split: str = "val"
     num_workers: int = Field(2, ge=0)
+    frames_per_clip: int | None = Field(
+        None, ge=1, description="training reads this many random frames of each clip per epoch (None: all); validation always reads all",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -369,6 +372,10 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(4, ge=1, description="clips per validation batch; the metric batch is this times the frames per clip")
     loss: LossWeights = Field(default_factory=LossWeights)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="merged (nested keys deep) into the model config before it is validated, e.g. {input_size: 96} for a budget run; the checkpoint records the result",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,8 +493,16 @@ def parse_config(data: Any, cls: type[ConfigT], source: str = "<config>") -> Con
         raise ConfigError(describe_validation_error(source, error)) from None
 
 
-def load_config(path: str | Path, cls: type[ConfigT]) -> ConfigT:
-    """Read a YAML (or JSON) file into a validated config object."""
+def deep_merge(base: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it; nested dicts merge key by key, anything else replaces."""
+    merged = dict(base) if isinstance(base, dict) else {}
+    for key, value in overrides.items():
+        merged[key] = deep_merge(merged.get(key), value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_config(path: str | Path, cls: type[ConfigT], overrides: dict[str, Any] | None = None) -> ConfigT:
+    """Read a YAML (or JSON) file into a validated config object, `overrides` deep-merged first."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -502,6 +517,8 @@ def load_config(path: str | Path, cls: type[ConfigT]) -> ConfigT:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "syntax error"
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if overrides:
+        data = deep_merge(data, overrides)
     return parse_config(data, cls, str(path))
 
 

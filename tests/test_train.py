@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -145,3 +146,38 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, data: Pat
     rank1 = (tmp_path / "rank1.txt").read_text().split()
     assert rank0[:2] == ["2", "2"] and rank0 == rank1
     assert (tmp_path / "run/last/model.safetensors").is_file()
+
+
+def test_sampled_frames_are_the_clips_own_frames_and_audio_and_repeat_per_epoch(data: Path) -> None:
+    from ddavs_rt.train.datasets import SampledFrames, open_dataset
+
+    clips = open_dataset(data, "synthavs", "train", size=32)
+    view = SampledFrames(clips, k=2, seed=3)
+    full = clips[1]
+    chosen = view.frame_indices(1)
+    assert len(chosen) == 2 and chosen == sorted(set(chosen))
+    sample = view[1]
+    assert sample.frames.shape[0] == 2
+    assert np.array_equal(sample.frames, full.frames[chosen])
+    assert np.array_equal(sample.masks, full.masks[chosen])
+    assert np.array_equal(sample.audio, full.audio[chosen])  # each frame keeps its own audio window
+    assert view.frame_indices(1) == chosen  # same (seed, epoch, clip): same frames, so resume repeats them
+    draws = set()
+    for epoch in range(8):
+        view.set_epoch(epoch)
+        draws.add(tuple(view.frame_indices(1)))
+    assert len(draws) > 1  # the epochs see different frames
+    assert SampledFrames(clips, k=99).frame_indices(0) == list(range(full.frames.shape[0]))
+
+
+def test_budget_run_overrides_the_model_and_reads_sampled_frames(tmp_path: Path, data: Path) -> None:
+    cfg = _config(tmp_path, data, epochs=1, max_steps=2, frame_size=None, model_overrides={"input_size": 96, "aqm": {"num_queries": 3}})
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"frames_per_clip": 1})})
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.model_cfg.input_size == 96 and trainer.model_cfg.aqm.num_queries == 3
+    assert trainer.model_cfg.aqm.layers == TINY_MODEL["aqm"]["layers"]  # a nested override keeps its siblings
+    assert trainer.train_data[0].frames.shape == (1, 96, 96, 3)
+    assert trainer.val_data[0].frames.shape[0] > 1  # validation reads whole clips
+    trainer.fit()
+    _, saved = load_checkpoint(tmp_path / "run/last")
+    assert saved.input_size == 96 and saved.aqm.num_queries == 3

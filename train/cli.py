@@ -1,4 +1,4 @@
-"""`ddavs-rt train --config configs/train/NAME.yaml [--resume] [--out DIR] [--epochs N] [--max-steps N]`.
+"""`ddavs-rt train --config configs/train/NAME.yaml [--resume] [--out DIR] [--epochs N] [--max-steps N] [--seed N]`.
 
 Under torchrun (`torchrun --nproc-per-node N -m ddavs_rt.cli train ...`) every process trains
 its shard with DistributedDataParallel; rank 0 writes the log and the checkpoints.
@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: the config's out_dir)")
     parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed (weights, data order, augmentation)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         updates["epochs"] = args.epochs
     if args.max_steps is not None:
         updates["max_steps"] = args.max_steps
+    if args.seed is not None:
+        updates["seed"] = args.seed
     if updates:
         cfg = cfg.model_validate({**cfg.model_dump(), **updates})
     trainer = Trainer(cfg, Path(args.out) if args.out else None, resume=args.resume, config_dir=Path(args.config).resolve().parent)

@@ -40,7 +40,7 @@ from ddavs_rt.model.checkpoint import WEIGHTS_FILE, save_checkpoint
 from ddavs_rt.model.ddavs import DDAVS, build_model
 
 from .augment import WaveAugment
-from .datasets import ClipDataset, collate_clips, open_dataset
+from .datasets import ClipDataset, SampledFrames, collate_clips, open_dataset
 from .evaluate import evaluate_model
 from .history import write_csv, write_curves
 from .labels import single_source_indices
@@ -190,7 +190,7 @@ class Trainer:
         self.is_main = self.rank == 0
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
-        self.model_cfg = load_config(resolve_path(cfg.model, config_dir), ModelConfig)
+        self.model_cfg = load_config(resolve_path(cfg.model, config_dir), ModelConfig, cfg.model_overrides)
         self.model = build_model(self.model_cfg)
         self.bank: PrototypeBank | None = None
         self.size = cfg.frame_size or self.model_cfg.input_size
@@ -211,7 +211,9 @@ class Trainer:
             self.collate = collate_labelled
         else:
             self._init_ddavs(config_dir)
-            self.train_data, self.val_data = train_set, Subset(val_set, list(range(len(val_set))))
+            frames_per_clip = cfg.data.frames_per_clip
+            self.train_data = SampledFrames(train_set, frames_per_clip, cfg.seed) if frames_per_clip else train_set
+            self.val_data = Subset(val_set, list(range(len(val_set))))
             self.net = TrainForward(self.model)
             self.collate = collate_clips
         self.net.to(self.device)
@@ -320,6 +322,8 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         self.sampler.set_epoch(self.epoch)
+        if isinstance(self.train_data, SampledFrames):
+            self.train_data.set_epoch(self.epoch)
         self.loader_generator.manual_seed(self.cfg.seed * 7919 + self.epoch)
         return DataLoader(
             self.train_data, batch_size=self.cfg.batch_size, sampler=SkipSampler(self.sampler, self.position),

@@ -2,7 +2,7 @@
 
 from .avsbench import MS3Dataset, S4Dataset
 from .avss import AVSSemanticDataset, SynthAVSDataset, read_class_names
-from .base import ClipDataset, ClipPlan, FramePlan
+from .base import ClipDataset, ClipPlan, FramePlan, SampledFrames
 from .factory import LAYOUTS, open_dataset
 from .media import audio_windows, decode_audio, voc_palette
 from .sample import ClipSample, collate_clips
@@ -10,6 +10,6 @@ from .vpo import VPODataset
 
 __all__ = [
     "AVSSemanticDataset", "ClipDataset", "ClipPlan", "ClipSample", "FramePlan", "LAYOUTS", "MS3Dataset",
-    "S4Dataset", "SynthAVSDataset", "VPODataset", "audio_windows", "collate_clips", "decode_audio",
+    "S4Dataset", "SampledFrames", "SynthAVSDataset", "VPODataset", "audio_windows", "collate_clips", "decode_audio",
     "open_dataset", "read_class_names", "voc_palette",
 ]

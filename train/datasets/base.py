@@ -8,7 +8,7 @@ halfway through an epoch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +120,13 @@ class ClipDataset(Dataset[ClipSample]):
         return len(self.plans)
 
     def __getitem__(self, index: int) -> ClipSample:
+        return self.load(index)
+
+    def load(self, index: int, frame_indices: list[int] | None = None) -> ClipSample:
+        """Clip `index`; with `frame_indices`, only those frames (in that order) and their audio windows."""
         plan = self.plans[index]
+        if frame_indices is not None:
+            plan = replace(plan, frames=tuple(plan.frames[i] for i in frame_indices))
         frame_size = self.size or self._first_frame_size(plan)
         height, width = frame_size
         t = len(plan.frames)
@@ -145,7 +151,10 @@ class ClipDataset(Dataset[ClipSample]):
             elif classes is not None:
                 masks[i] = classes > 0
         wave = self._read_audio(plan)
-        audio = audio_windows(wave, self.sample_rate, t, self.window_seconds)
+        if frame_indices is None:
+            audio = audio_windows(wave, self.sample_rate, t, self.window_seconds)
+        else:
+            audio = audio_windows(wave, self.sample_rate, max(frame_indices) + 1, self.window_seconds)[frame_indices]
         audio[~frame_valid] = 0.0  # a padding frame has no sound
         return ClipSample(
             uid=plan.uid, frames=frames, audio=audio, masks=masks, semantic=semantic,
@@ -179,4 +188,37 @@ class ClipDataset(Dataset[ClipSample]):
         return mix / len(waves)
 
 
-__all__ = ["ClipDataset", "ClipPlan", "FramePlan", "LayoutInfo", "require_files", "normalise_size"]
+class SampledFrames(Dataset[ClipSample]):
+    """Training view of a ClipDataset that reads `k` random frames of each clip.
+
+    The frames of a clip are near-duplicates, so under a fixed compute budget k < T frames per clip
+    show more distinct scenes per step. The choice depends only on (seed, epoch, clip index), so a
+    resumed run draws the same frames; call `set_epoch` before building each epoch's loader.
+    """
+
+    def __init__(self, dataset: ClipDataset, k: int, seed: int = 0) -> None:
+        if k < 1:
+            raise DataError(f"frames_per_clip must be at least 1, got {k}")
+        self.dataset = dataset
+        self.k = k
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def frame_indices(self, index: int) -> list[int]:
+        total = len(self.dataset.plans[index].frames)
+        if self.k >= total:
+            return list(range(total))
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return sorted(int(i) for i in rng.choice(total, size=self.k, replace=False))
+
+    def __getitem__(self, index: int) -> ClipSample:
+        return self.dataset.load(index, self.frame_indices(index))
+
+
+__all__ = ["ClipDataset", "SampledFrames", "ClipPlan", "FramePlan", "LayoutInfo", "require_files", "normalise_size"]

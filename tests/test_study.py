@@ -1,0 +1,56 @@
+"""The study report: per-seed eval JSONs become mean +- std cells in the right rows and columns."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ddavs_rt.train.study import collect, main
+
+
+def _eval(jf_all: float, single: float) -> dict:
+    def block(jf: float) -> dict:
+        return {"j": jf - 0.05, "f": jf + 0.05, "jf": jf}
+
+    tags = {tag: block(0.5) for tag in ("multi", "multi-instance", "weak", "small", "offscreen")}
+    return {**block(jf_all), "per_tag": {"single": block(single), **tags}}
+
+
+def _run(root: Path, name: str, seed: int, jf_all: float, single: float, shuffled: float, checkpoint: Path) -> None:
+    folder = root / name / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "eval_test.json").write_text(json.dumps(_eval(jf_all, single)))
+    (folder / "eval_test_shuffled.json").write_text(json.dumps(_eval(shuffled, shuffled)))
+    (folder / "train_log.csv").write_text("epoch,step,val_jf,time_s\n1,10,0.40,60\n2,20,0.45,120\n")
+    shutil.copytree(checkpoint, folder / "best")
+
+
+def test_tables_average_seeds_and_mark_missing_rows(tmp_path: Path, checkpoint: Path) -> None:
+    runs = tmp_path / "runs"
+    _run(runs, "tiny-full", 0, 0.70, 0.80, 0.40, checkpoint)
+    _run(runs, "tiny-full", 1, 0.60, 0.70, 0.40, checkpoint)
+    _run(runs, "tiny-baseline", 0, 0.50, 0.55, 0.45, checkpoint)
+    (runs / "tiny-aqm" / "seed0").mkdir(parents=True)  # started, never evaluated: left out
+    found = collect(runs)
+    assert sorted(found) == ["tiny-baseline", "tiny-full"]
+    full = found["tiny-full"]
+    assert [s.seed for s in full.seeds] == [0, 1] and full.seeds[0].best_val_jf == pytest.approx(0.45)
+    assert full.model["params_m"] > 1 and full.model["input_size"] == 160
+
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "study-tables.md").read_text()
+    full_row = next(line for line in text.splitlines() if line.startswith("| Full (DDAVS) |"))
+    # single 0.80 / 0.70 -> 0.750 +- 0.071; all 0.70 / 0.60 -> 0.650; drop 0.30 / 0.20 -> 0.250
+    assert full_row.split(" | ")[1:3] == ["0,1", "0.750 ± 0.071"]
+    assert "0.650 ± 0.071" in full_row and "0.250 ± 0.071" in full_row
+    assert "| +AQM | 0 | not run" in text
+    assert "| DDESeg | not run" in text
+    assert json.loads((tmp_path / "out" / "study.json").read_text())["tiny-baseline"]["seeds"][0]["shuffled_jf"] == 0.45
+
+
+def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--runs", str(tmp_path / "nothing")]) == 2
+    assert "run scripts/run_study.sh first" in capsys.readouterr().err

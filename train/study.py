@@ -1,0 +1,215 @@
+"""`python -m ddavs_rt.train.study --runs runs/budget --out docs/results`: the ablation and comparison tables.
+
+Reads every RUNS/<config>/seed<k>/ made by scripts/run_study.sh (eval_test.json,
+eval_test_shuffled.json, train_log.csv, best/config.json) and the ONNX Runtime benchmark
+RUNS/<config>/bench.json where present, and writes OUT/study.json (every number, per seed) and
+OUT/study-tables.md (Table 3, Table 4 and the method comparison as mean +- std over seeds).
+Nothing here trains or evaluates: the tables are only as fresh as the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddavs_rt.atomic import atomic_write_text
+from ddavs_rt.config import ModelConfig, load_config
+
+logger = logging.getLogger(__name__)
+
+TAGS = ("single", "multi", "multi-instance", "weak", "small", "offscreen")
+TABLE3 = (("Baseline", "tiny-baseline"), ("+AQM", "tiny-aqm"), ("+AQM+COM", "tiny-aqm-com"), ("+AVAM", "tiny-avam"), ("Full (DDAVS)", "tiny-full"))
+TABLE4 = (("{1}", "tiny-pos-1"), ("{4}", "tiny-pos-4"), ("{3,4}", "tiny-full"), ("{1,2,3,4}", "tiny-pos-1234"))
+METHODS = (("Baseline (head fusion)", "tiny-baseline"), ("DDESeg", "ddeseg-tiny"), ("SDAVS", "sdavs-tiny"), ("DDAVS", "tiny-full"))
+ABLATION_TAGS = ("single", "multi", "weak", "offscreen")
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    scores: dict[str, dict[str, float]]  # "all" and each tag -> {j, f, jf}
+    shuffled_jf: float
+    best_val_jf: float
+    epochs: int
+    train_seconds: float
+
+
+@dataclass
+class ConfigRuns:
+    name: str
+    seeds: list[SeedRun] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)  # params, gmacs, input_size
+    fps: dict[str, float] = field(default_factory=dict)  # backend -> frames/s at batch 1
+
+
+def _scores(report: dict) -> dict[str, dict[str, float]]:
+    scores = {"all": {k: float(report[k]) for k in ("j", "f", "jf")}}
+    for tag, sub in report.get("per_tag", {}).items():
+        scores[tag] = {k: float(sub[k]) for k in ("j", "f", "jf")}
+    return scores
+
+
+def _read_log(path: Path) -> tuple[float, int, float]:
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    best = max((float(r["val_jf"]) for r in rows if r.get("val_jf")), default=float("nan"))
+    return best, len(rows), float(rows[-1]["time_s"]) if rows else float("nan")
+
+
+def _model_info(folder: Path) -> dict[str, Any]:
+    from ddavs_rt.model.info import measure
+
+    cfg = load_config(folder / "config.json", ModelConfig)
+    info = measure(cfg)
+    return {"input_size": cfg.input_size, "params_m": info.total_params / 1e6, "gmacs": info.total_flops / 2e9, "variant": cfg.variant}
+
+
+def collect(runs: Path, with_model_info: bool = True) -> dict[str, ConfigRuns]:
+    found: dict[str, ConfigRuns] = {}
+    for config_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        entry = ConfigRuns(config_dir.name)
+        for seed_dir in sorted(config_dir.glob("seed*")):
+            plain, shuffled = seed_dir / "eval_test.json", seed_dir / "eval_test_shuffled.json"
+            if not (plain.is_file() and shuffled.is_file()):
+                logger.info("%s: not evaluated yet, left out", seed_dir)
+                continue
+            best, epochs, seconds = _read_log(seed_dir / "train_log.csv")
+            entry.seeds.append(SeedRun(
+                seed=int(seed_dir.name[4:]), scores=_scores(json.loads(plain.read_text())),
+                shuffled_jf=float(json.loads(shuffled.read_text())["jf"]), best_val_jf=best, epochs=epochs, train_seconds=seconds,
+            ))
+        if not entry.seeds:
+            continue
+        if with_model_info:
+            entry.model = _model_info(config_dir / f"seed{entry.seeds[0].seed}" / "best")
+        bench = config_dir / "bench.json"
+        if bench.is_file():
+            for row in json.loads(bench.read_text())["results"]:
+                if row["batch"] == 1:
+                    entry.fps[row["backend"]] = 1000.0 / float(row["median_ms"])
+        found[entry.name] = entry
+    return found
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+
+
+def _metric(entry: ConfigRuns, tag: str, key: str = "jf") -> list[float]:
+    return [s.scores[tag][key] for s in entry.seeds if tag in s.scores]
+
+
+def _ablation_table(rows: tuple[tuple[str, str], ...], found: dict[str, ConfigRuns], first: str) -> list[str]:
+    head = [first, "seeds", *(f"{t} J&F" for t in ABLATION_TAGS), "all J&F", "shuffled-audio drop (all)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, name in rows:
+        entry = found.get(name)
+        if entry is None:
+            lines.append(f"| {label} | 0 | " + " | ".join("not run" for _ in head[2:]) + " |")
+            continue
+        drops = [s.scores["all"]["jf"] - s.shuffled_jf for s in entry.seeds]
+        cells = [label, ",".join(str(s.seed) for s in entry.seeds), *(_mean_std(_metric(entry, t)) for t in ABLATION_TAGS),
+                 _mean_std(_metric(entry, "all")), _mean_std(drops)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _comparison_tables(found: dict[str, ConfigRuns]) -> list[str]:
+    lines = []
+    for key, title in (("jf", "J&F"), ("j", "J (mIoU)"), ("f", "F (beta^2 = 0.3)")):
+        head = ["method", *TAGS, "all"]
+        lines += [f"**{title}**, mean ± std over seeds", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, name in METHODS:
+            entry = found.get(name)
+            cells = [label, *(_mean_std(_metric(entry, t, key)) if entry else "not run" for t in (*TAGS, "all"))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    head = ["method", "seeds", "params (M)", "GMACs", "ORT CPU fps (batch 1)", "torch CPU fps (batch 1)", "shuffled-audio drop (all)", "train time / seed (min)"]
+    lines += ["**Cost and audio reliance**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, name in METHODS:
+        entry = found.get(name)
+        if entry is None:
+            lines.append(f"| {label} | 0 | " + " | ".join("not run" for _ in head[2:]) + " |")
+            continue
+        model = entry.model
+        ort, torch_fps = entry.fps.get("onnxruntime"), entry.fps.get("torch")
+        drops = [s.scores["all"]["jf"] - s.shuffled_jf for s in entry.seeds]
+        cells = [
+            label, ",".join(str(s.seed) for s in entry.seeds),
+            f"{model['params_m']:.2f}" if model else "-", f"{model['gmacs']:.3f}" if model else "-",
+            f"{ort:.0f}" if ort else "not measured", f"{torch_fps:.0f}" if torch_fps else "not measured",
+            _mean_std(drops), f"{statistics.fmean(s.train_seconds for s in entry.seeds) / 60:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(found: dict[str, ConfigRuns], runs: Path) -> str:
+    any_entry = next(iter(found.values()), None)
+    size = any_entry.model.get("input_size") if any_entry and any_entry.model else "?"
+    lines = [
+        "# Study tables (generated by `python -m ddavs_rt.train.study`; do not edit by hand)",
+        "",
+        f"Runs: `{runs}` (scripts/run_study.sh, configs/train/budget/*.yaml). Graph {size}x{size}; test set",
+        "data/synthavs-test (300 clips, seed 987654, never trained on), evaluated at 224x224 frames with the",
+        "best-validation checkpoint of each seed. Cells are mean ± sample std over seeds. 'shuffled-audio drop'",
+        "is J&F minus J&F when every clip is paired with another clip's audio (`ddavs-rt eval --shuffle-audio`).",
+        "",
+        "## Table 3: components",
+        "",
+        *_ablation_table(TABLE3, found, "row"),
+        "",
+        "## Table 4: AVAM injection positions (AQM and COM on)",
+        "",
+        *_ablation_table(TABLE4, found, "positions"),
+        "",
+        "## Comparison: DDAVS vs DDESeg vs SDAVS vs the baseline (same encoders, same budget)",
+        "",
+        *_comparison_tables(found),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def to_json(found: dict[str, ConfigRuns]) -> dict[str, Any]:
+    return {
+        name: {
+            "model": entry.model, "fps_batch1": entry.fps,
+            "seeds": [{"seed": s.seed, "scores": s.scores, "shuffled_jf": s.shuffled_jf, "best_val_jf": s.best_val_jf,
+                       "epochs": s.epochs, "train_seconds": s.train_seconds} for s in entry.seeds],
+        }
+        for name, entry in found.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ddavs_rt.train.study", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/budget"), help="folder of RUNS/<config>/seed<k>/")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where study.json and study-tables.md go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if not args.runs.is_dir():
+        print(f"error: {args.runs} is not a folder; run scripts/run_study.sh first", file=sys.stderr)
+        return 2
+    found = collect(args.runs)
+    if not found:
+        print(f"error: no evaluated runs under {args.runs}; run scripts/run_study.sh first", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "study.json", json.dumps(to_json(found), indent=1) + "\n")
+    atomic_write_text(args.out / "study-tables.md", render(found, args.runs))
+    print(f"{sum(len(e.seeds) for e in found.values())} runs of {len(found)} configs -> {args.out}/study-tables.md, study.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

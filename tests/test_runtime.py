@@ -255,3 +255,30 @@ def test_auto_backend_exports_a_checkpoint_once_and_reuses_it(checkpoint: Path, 
     assert again == first and again.stat().st_mtime_ns == stamp  # reused, not exported again
     engine = open_engine(first, backend="onnxruntime")
     assert engine.spec.backend == "onnxruntime"
+
+
+@pytest.mark.parametrize("variant", ["ddeseg", "sdavs"])
+def test_demo_runs_the_comparison_variants_from_their_config_alone(variant: str, tmp_path: Path) -> None:
+    from ddavs_rt.engine.random_weights import write_random_checkpoint
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "model" / f"{variant}-tiny.yaml"
+    folder = write_random_checkpoint(config, tmp_path / variant, seed=1)
+    port = free_port()
+    socket = _subscriber(port)
+    process = subprocess.Popen(
+        [EXE, "--demo", "--checkpoint", str(folder), "--backend", "torch", "--publish", f"tcp://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        parts = _receive(socket, 10, timeout_s=120)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        socket.close()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert len(parts) == 10
+    for d in (decode_message(p) for p in parts):
+        assert d.header.model_id.startswith(f"{variant}-tiny@")
+        assert d.mask.shape == (d.header.mask.height, d.header.mask.width)

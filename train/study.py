@@ -133,7 +133,7 @@ def _comparison_tables(found: dict[str, ConfigRuns]) -> list[str]:
             cells = [label, *(_mean_std(_metric(entry, t, key)) if entry else "not run" for t in (*TAGS, "all"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    head = ["method", "seeds", "params (M)", "GMACs", "ORT CPU fps (batch 1)", "torch CPU fps (batch 1)", "shuffled-audio drop (all)", "train time / seed (min)"]
+    head = ["method", "seeds", "params (M)", "GMACs (the papers' 'GFLOPs')", "ORT CPU fps (batch 1)", "torch CPU fps (batch 1)", "shuffled-audio drop (all)", "train time / seed (min)"]
     lines += ["**Cost and audio reliance**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, name in METHODS:
         entry = found.get(name)

@@ -54,3 +54,27 @@ def test_tables_average_seeds_and_mark_missing_rows(tmp_path: Path, checkpoint: 
 def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--runs", str(tmp_path / "nothing")]) == 2
     assert "run scripts/run_study.sh first" in capsys.readouterr().err
+
+
+def test_qualitative_grid_has_a_row_per_tag_and_a_column_per_model(tmp_path: Path, checkpoint: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from ddavs_rt.cli import main as cli_main
+    from ddavs_rt.train.qualitative import CELL, LABEL_HEIGHT, frame_iou
+    from ddavs_rt.train.qualitative import main as grid_main
+
+    assert cli_main(["synth", "-q", "--out", str(tmp_path / "d"), "--clips", "3", "--seed", "5", "--split", "test",
+                     "--size", "64", "--subsets", "single"]) == 0
+    out = tmp_path / "grid.png"
+    assert grid_main(["--data", str(tmp_path / "d"), "--model", f"a={checkpoint}", "--model", f"b={checkpoint}",
+                      "--tags", "single", "--out", str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image.shape == (CELL + LABEL_HEIGHT, 4 * CELL, 3)
+    assert grid_main(["--data", str(tmp_path / "d"), "--model", f"a={checkpoint}", "--tags", "offscreen",
+                      "--out", str(tmp_path / "none.png")]) == 2  # no clip carries the tag: one-line error
+    assert not (tmp_path / "none.png").exists()
+    empty = np.zeros((4, 4), dtype=bool)
+    half = empty.copy()
+    half[:2] = True
+    assert frame_iou(empty, empty) == 1.0 and frame_iou(half, empty) == 0.0 and frame_iou(half[:, ::-1] | half, half) == 1.0

@@ -46,9 +46,10 @@ def test_tables_average_seeds_and_mark_missing_rows(tmp_path: Path, checkpoint: 
     # single 0.80 / 0.70 -> 0.750 +- 0.071; all 0.70 / 0.60 -> 0.650; drop 0.30 / 0.20 -> 0.250
     assert full_row.split(" | ")[1:3] == ["0,1", "0.750 ± 0.071"]
     assert "0.650 ± 0.071" in full_row and "0.250 ± 0.071" in full_row
-    assert "| +AQM | 0 | not run" in text
+    assert "| +AQM | - | not run" in text
     assert "| DDESeg | not run" in text
     assert json.loads((tmp_path / "out" / "study.json").read_text())["tiny-baseline"]["seeds"][0]["shuffled_jf"] == 0.45
+    assert (tmp_path / "out" / "study-curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

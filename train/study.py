@@ -2,8 +2,9 @@
 
 Reads every RUNS/<config>/seed<k>/ made by scripts/run_study.sh (eval_test.json,
 eval_test_shuffled.json, train_log.csv, best/config.json) and the ONNX Runtime benchmark
-RUNS/<config>/bench.json where present, and writes OUT/study.json (every number, per seed) and
-OUT/study-tables.md (Table 3, Table 4 and the method comparison as mean +- std over seeds).
+RUNS/<config>/bench.json where present, and writes OUT/study.json (every number, per seed),
+OUT/study-tables.md (Table 3, Table 4 and the method comparison as mean +- std over seeds) and
+OUT/study-curves.png (validation J&F per epoch of every row).
 Nothing here trains or evaluates: the tables are only as fresh as the runs.
 """
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddavs_rt.atomic import atomic_write_text
+from ddavs_rt.atomic import atomic_path, atomic_write_text
 from ddavs_rt.config import ModelConfig, load_config
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class SeedRun:
     best_val_jf: float
     epochs: int
     train_seconds: float
+    val_curve: list[float] = field(default_factory=list)  # validation J&F per epoch
 
 
 @dataclass
@@ -56,10 +58,10 @@ def _scores(report: dict) -> dict[str, dict[str, float]]:
     return scores
 
 
-def _read_log(path: Path) -> tuple[float, int, float]:
+def _read_log(path: Path) -> tuple[list[float], float]:
+    """Validation J&F per epoch and the training seconds of a run's train_log.csv."""
     rows = list(csv.DictReader(path.open())) if path.is_file() else []
-    best = max((float(r["val_jf"]) for r in rows if r.get("val_jf")), default=float("nan"))
-    return best, len(rows), float(rows[-1]["time_s"]) if rows else float("nan")
+    return [float(r["val_jf"]) for r in rows if r.get("val_jf")], float(rows[-1]["time_s"]) if rows else float("nan")
 
 
 def _model_info(folder: Path) -> dict[str, Any]:
@@ -79,10 +81,11 @@ def collect(runs: Path, with_model_info: bool = True) -> dict[str, ConfigRuns]:
             if not (plain.is_file() and shuffled.is_file()):
                 logger.info("%s: not evaluated yet, left out", seed_dir)
                 continue
-            best, epochs, seconds = _read_log(seed_dir / "train_log.csv")
+            curve, seconds = _read_log(seed_dir / "train_log.csv")
             entry.seeds.append(SeedRun(
                 seed=int(seed_dir.name[4:]), scores=_scores(json.loads(plain.read_text())),
-                shuffled_jf=float(json.loads(shuffled.read_text())["jf"]), best_val_jf=best, epochs=epochs, train_seconds=seconds,
+                shuffled_jf=float(json.loads(shuffled.read_text())["jf"]), best_val_jf=max(curve, default=float("nan")),
+                epochs=len(curve), train_seconds=seconds, val_curve=curve,
             ))
         if not entry.seeds:
             continue
@@ -114,7 +117,7 @@ def _ablation_table(rows: tuple[tuple[str, str], ...], found: dict[str, ConfigRu
     for label, name in rows:
         entry = found.get(name)
         if entry is None:
-            lines.append(f"| {label} | 0 | " + " | ".join("not run" for _ in head[2:]) + " |")
+            lines.append(f"| {label} | - | " + " | ".join("not run" for _ in head[2:]) + " |")
             continue
         drops = [s.scores["all"]["jf"] - s.shuffled_jf for s in entry.seeds]
         cells = [label, ",".join(str(s.seed) for s in entry.seeds), *(_mean_std(_metric(entry, t)) for t in ABLATION_TAGS),
@@ -138,7 +141,7 @@ def _comparison_tables(found: dict[str, ConfigRuns]) -> list[str]:
     for label, name in METHODS:
         entry = found.get(name)
         if entry is None:
-            lines.append(f"| {label} | 0 | " + " | ".join("not run" for _ in head[2:]) + " |")
+            lines.append(f"| {label} | - | " + " | ".join("not run" for _ in head[2:]) + " |")
             continue
         model = entry.model
         ort, torch_fps = entry.fps.get("onnxruntime"), entry.fps.get("torch")
@@ -185,10 +188,39 @@ def to_json(found: dict[str, ConfigRuns]) -> dict[str, Any]:
         name: {
             "model": entry.model, "fps_batch1": entry.fps,
             "seeds": [{"seed": s.seed, "scores": s.scores, "shuffled_jf": s.shuffled_jf, "best_val_jf": s.best_val_jf,
-                       "epochs": s.epochs, "train_seconds": s.train_seconds} for s in entry.seeds],
+                       "epochs": s.epochs, "train_seconds": s.train_seconds, "val_curve": s.val_curve} for s in entry.seeds],
         }
         for name, entry in found.items()
     }
+
+
+def write_curves(found: dict[str, ConfigRuns], path: Path) -> None:
+    """Validation J&F per epoch of every config (mean over seeds, band = min..max): one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for axis, (title, rows) in zip(axes, (("Table 3: components", TABLE3), ("Table 4: AVAM positions", TABLE4), ("methods", METHODS))):
+        for label, name in rows:
+            entry = found.get(name)
+            curves = [s.val_curve for s in entry.seeds if s.val_curve] if entry else []
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            epochs = list(range(1, length + 1))
+            columns = [[c[i] for c in curves] for i in range(length)]
+            axis.plot(epochs, [statistics.fmean(c) for c in columns], marker="o", label=label)
+            axis.fill_between(epochs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.15)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("validation J&F")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "study.json", json.dumps(to_json(found), indent=1) + "\n")
     atomic_write_text(args.out / "study-tables.md", render(found, args.runs))
-    print(f"{sum(len(e.seeds) for e in found.values())} runs of {len(found)} configs -> {args.out}/study-tables.md, study.json")
+    write_curves(found, args.out / "study-curves.png")
+    print(f"{sum(len(e.seeds) for e in found.values())} runs of {len(found)} configs -> {args.out}/study-tables.md, study.json, study-curves.png")
     return 0
 
 

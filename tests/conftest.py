@@ -50,3 +50,16 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "model" / "ddavs-tiny.yaml"
     return write_random_checkpoint(tiny, tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_as_found() -> Iterator[None]:
+    """A test (or the code it calls in-process) that switches autograd off for the whole process
+    breaks every later training test with 'does not require grad'; fail the test that did it."""
+    import torch
+
+    before = torch.is_grad_enabled()
+    yield
+    after = torch.is_grad_enabled()
+    torch.set_grad_enabled(before)
+    assert after == before, "this test left torch's grad mode switched off (torch.set_grad_enabled leaked)"

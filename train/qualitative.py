@@ -105,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --model {item!r} must be NAME=CHECKPOINT_FOLDER", file=sys.stderr)
             return 2
         models.append((name, Path(folder)))
-    torch.set_grad_enabled(False)
     try:
         grid = build_grid(args.data, models, args.tags, args.split)
     except DdavsError as error:

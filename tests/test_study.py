@@ -52,6 +52,36 @@ def test_tables_average_seeds_and_mark_missing_rows(tmp_path: Path, checkpoint: 
     assert (tmp_path / "out" / "study-curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_saved_study_json_renders_again_with_bench_speeds(tmp_path: Path, checkpoint: Path) -> None:
+    runs = tmp_path / "runs"
+    _run(runs, "tiny-full", 0, 0.70, 0.80, 0.40, checkpoint)
+    _run(runs, "tiny-full", 1, 0.60, 0.70, 0.40, checkpoint)
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "first")]) == 0
+    shutil.rmtree(runs)  # the runs are gone; the saved JSON is all there is
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    rows = [{"backend": "onnxruntime", "batch": 1, "median_ms": 4.0}, {"backend": "torch", "batch": 1, "median_ms": 10.0},
+            {"backend": "onnxruntime", "batch": 8, "median_ms": 20.0}]
+    (bench / "tiny-full.json").write_text(json.dumps({"results": rows}))
+    saved = tmp_path / "first" / "study.json"
+    assert main(["--from-json", str(saved), "--bench", str(bench), "--out", str(tmp_path / "again")]) == 0
+    text = (tmp_path / "again" / "study-tables.md").read_text()
+    full_row = next(line for line in text.splitlines() if line.startswith("| Full (DDAVS) |"))
+    assert full_row.split(" | ")[1:3] == ["0,1", "0.750 ± 0.071"]  # the same cells as from the runs
+    cost_row = [line for line in text.splitlines() if line.startswith("| DDAVS |")][-1]
+    assert " | 250 | 100 | " in cost_row  # 1000 / 4 ms and 1000 / 10 ms at batch 1; batch 8 ignored
+    again = json.loads((tmp_path / "again" / "study.json").read_text())["tiny-full"]
+    assert again["fps_batch1"] == {"onnxruntime": 250.0, "torch": 100.0}
+    assert again["seeds"] == json.loads(saved.read_text())["tiny-full"]["seeds"]
+
+
+def test_a_corrupt_saved_study_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "study.json"
+    bad.write_text('{"tiny-full": {"seeds": [{"seed": 0}]}}')
+    assert main(["--from-json", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "is not a study.json" in capsys.readouterr().err
+
+
 def test_no_runs_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--runs", str(tmp_path / "nothing")]) == 2
     assert "run scripts/run_study.sh first" in capsys.readouterr().err

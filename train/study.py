@@ -6,6 +6,10 @@ RUNS/<config>/bench.json where present, and writes OUT/study.json (every number,
 OUT/study-tables.md (Table 3, Table 4 and the method comparison as mean +- std over seeds) and
 OUT/study-curves.png (validation J&F per epoch of every row).
 Nothing here trains or evaluates: the tables are only as fresh as the runs.
+
+`--from-json OUT/study.json` renders the same files again from a saved study.json when the runs
+are gone; `--bench DIR` takes each config's batch-1 speed from DIR/<config>.json (a
+`ddavs-rt bench --json` report) instead of RUNS/<config>/bench.json.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ def _model_info(folder: Path) -> dict[str, Any]:
     return {"input_size": cfg.input_size, "params_m": info.total_params / 1e6, "gmacs": info.total_flops / 2e9, "variant": cfg.variant}
 
 
+def _batch1_fps(report: Path) -> dict[str, float]:
+    """backend -> frames/s at batch 1 of a `ddavs-rt bench --json` report."""
+    return {row["backend"]: 1000.0 / float(row["median_ms"]) for row in json.loads(report.read_text())["results"] if row["batch"] == 1}
+
+
 def collect(runs: Path, with_model_info: bool = True) -> dict[str, ConfigRuns]:
     found: dict[str, ConfigRuns] = {}
     for config_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
@@ -93,11 +102,31 @@ def collect(runs: Path, with_model_info: bool = True) -> dict[str, ConfigRuns]:
             entry.model = _model_info(config_dir / f"seed{entry.seeds[0].seed}" / "best")
         bench = config_dir / "bench.json"
         if bench.is_file():
-            for row in json.loads(bench.read_text())["results"]:
-                if row["batch"] == 1:
-                    entry.fps[row["backend"]] = 1000.0 / float(row["median_ms"])
+            entry.fps = _batch1_fps(bench)
         found[entry.name] = entry
     return found
+
+
+def from_json(data: dict[str, Any]) -> dict[str, ConfigRuns]:
+    """The inverse of `to_json`: a saved study.json back into runs."""
+    return {
+        name: ConfigRuns(
+            name, seeds=[SeedRun(**seed) for seed in item["seeds"]], model=dict(item.get("model", {})),
+            fps={k: float(v) for k, v in item.get("fps_batch1", {}).items()},
+        )
+        for name, item in data.items()
+    }
+
+
+def add_bench(found: dict[str, ConfigRuns], bench_dir: Path) -> list[str]:
+    """Batch-1 speeds from bench_dir/<config>.json where present; returns the configs updated."""
+    updated = []
+    for name, entry in found.items():
+        report = bench_dir / f"{name}.json"
+        if report.is_file():
+            entry.fps = _batch1_fps(report)
+            updated.append(name)
+    return updated
 
 
 def _mean_std(values: list[float]) -> str:
@@ -156,7 +185,7 @@ def _comparison_tables(found: dict[str, ConfigRuns]) -> list[str]:
     return lines
 
 
-def render(found: dict[str, ConfigRuns], runs: Path) -> str:
+def render(found: dict[str, ConfigRuns], runs: Path | str) -> str:
     any_entry = next(iter(found.values()), None)
     size = any_entry.model.get("input_size") if any_entry and any_entry.model else "?"
     lines = [
@@ -227,18 +256,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ddavs_rt.train.study", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/budget"), help="folder of RUNS/<config>/seed<k>/")
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where study.json and study-tables.md go")
+    parser.add_argument("--from-json", type=Path, help="render from this saved study.json instead of --runs")
+    parser.add_argument("--bench", type=Path, help="folder of <config>.json bench reports (batch-1 fps)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if not args.runs.is_dir():
-        print(f"error: {args.runs} is not a folder; run scripts/run_study.sh first", file=sys.stderr)
-        return 2
-    found = collect(args.runs)
+    if args.from_json is not None:
+        try:
+            found = from_json(json.loads(args.from_json.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"error: {args.from_json} is not a study.json written by this module ({error}); pass --runs instead", file=sys.stderr)
+            return 2
+        runs: Path | str = f"{args.runs} (re-rendered from {args.from_json})"
+    else:
+        if not args.runs.is_dir():
+            print(f"error: {args.runs} is not a folder; run scripts/run_study.sh first", file=sys.stderr)
+            return 2
+        found = collect(args.runs)
+        runs = args.runs
     if not found:
         print(f"error: no evaluated runs under {args.runs}; run scripts/run_study.sh first", file=sys.stderr)
         return 2
+    if args.bench is not None:
+        if not args.bench.is_dir():
+            print(f"error: --bench {args.bench} is not a folder of <config>.json bench reports", file=sys.stderr)
+            return 2
+        add_bench(found, args.bench)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "study.json", json.dumps(to_json(found), indent=1) + "\n")
-    atomic_write_text(args.out / "study-tables.md", render(found, args.runs))
+    atomic_write_text(args.out / "study-tables.md", render(found, runs))
     write_curves(found, args.out / "study-curves.png")
     print(f"{sum(len(e.seeds) for e in found.values())} runs of {len(found)} configs -> {args.out}/study-tables.md, study.json, study-curves.png")
     return 0

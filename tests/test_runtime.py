@@ -199,6 +199,8 @@ def test_demo_command_publishes_valid_messages_to_a_plain_subscriber(checkpoint:
         steps = d.header.frame_time * 25.0  # frames of a 25 fps source
         assert abs(steps - round(steps)) < 1e-6
     assert "live J" in output and "fps" in output
+    final = next(line for line in output.splitlines() if line.startswith("final [demo]"))
+    assert " run J " in final  # the whole run's accuracy, not the last interval's
     health = json.loads(stats.read_text())
     assert health[0]["stream_id"] == "demo" and health[0]["processed"] >= 25
 
@@ -282,3 +284,28 @@ def test_demo_runs_the_comparison_variants_from_their_config_alone(variant: str,
     for d in (decode_message(p) for p in parts):
         assert d.header.model_id.startswith(f"{variant}-tiny@")
         assert d.mask.shape == (d.header.mask.height, d.header.mask.width)
+
+
+def test_the_final_line_reports_the_whole_run_not_the_last_interval() -> None:
+    from dataclasses import replace
+
+    from ddavs_rt.runtime.cli import format_health
+    from ddavs_rt.runtime.health import StreamCounters, StreamHealthSnapshot
+
+    counters = StreamCounters()
+    for j, f in ((0.9, 0.8), (0.7, None), (0.5, 0.6)):  # None: no sounding object, F skips it
+        counters.record_truth(j, f)
+    assert counters.take_truth() == pytest.approx((0.7, 0.7))
+    counters.record_truth(0.1, 0.2)  # a short last interval, as when the run stops
+    assert counters.take_truth() == pytest.approx((0.1, 0.2))
+    assert counters.take_truth() == (None, None)  # the interval resets
+    run_j, run_f = counters.run_truth()  # the run does not
+    assert run_j == pytest.approx((0.9 + 0.7 + 0.5 + 0.1) / 4) and run_f == pytest.approx((0.8 + 0.6 + 0.2) / 3)
+    snapshot = StreamHealthSnapshot(
+        stream_id="demo", source_state="running", processed=4, fps=25.0, frames_dropped=0, audio_gaps=0,
+        silent_windows=0, publisher_dropped=0, reconnects=0, latency_p50_ms=1.0, latency_p95_ms=1.0,
+        latency_p99_ms=1.0, infer_p50_ms=1.0, live_j=0.1, live_f=0.2, error=None, run_j=run_j, run_f=run_f,
+    )
+    assert "live J 0.100 F 0.200 J&F 0.150" in format_health(snapshot)
+    assert f"run J {run_j:.3f} F {run_f:.3f} J&F {(run_j + run_f) / 2:.3f}" in format_health(snapshot, final=True)
+    assert "run J" in format_health(replace(snapshot, run_f=None), final=True)

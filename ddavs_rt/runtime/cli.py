@@ -150,7 +150,9 @@ def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
 
-def format_health(h: StreamHealthSnapshot) -> str:
+def format_health(h: StreamHealthSnapshot, final: bool = False) -> str:
+    """One status line; `final` reports the accuracy of the whole run instead of the last interval."""
+    label, j, f = ("run", h.run_j, h.run_f) if final else ("live", h.live_j, h.live_f)
     line = (
         f"[{h.stream_id}] {h.fps:5.1f} fps | latency p50 {_fmt(h.latency_p50_ms)} p95 {_fmt(h.latency_p95_ms)} "
         f"p99 {_fmt(h.latency_p99_ms)} ms | infer {_fmt(h.infer_p50_ms)} ms | dropped {h.frames_dropped} "
@@ -160,10 +162,10 @@ def format_health(h: StreamHealthSnapshot) -> str:
         line += f" | silent (no audio) {h.silent_windows}"
     if h.reconnects:
         line += f" | reconnects {h.reconnects}"
-    if h.live_j is not None and h.live_f is not None:
-        line += f" | live J {h.live_j:.3f} F {h.live_f:.3f} J&F {(h.live_j + h.live_f) / 2:.3f}"
-    elif h.live_j is not None:
-        line += f" | live J {h.live_j:.3f} (no sounding object in view)"
+    if j is not None and f is not None:
+        line += f" | {label} J {j:.3f} F {f:.3f} J&F {(j + f) / 2:.3f}"
+    elif j is not None:
+        line += f" | {label} J {j:.3f} (no sounding object in view)"
     if h.source_state not in ("running",):
         line += f" | {h.source_state}"
     if h.error:
@@ -206,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     for h in final:
-        print("final " + format_health(h), flush=True)
+        print("final " + format_health(h, final=True), flush=True)
     if args.stats_json:
         from ddavs_rt.atomic import atomic_write_text
 

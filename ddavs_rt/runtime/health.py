@@ -45,9 +45,11 @@ class StreamHealthSnapshot:
     latency_p95_ms: float
     latency_p99_ms: float
     infer_p50_ms: float
-    live_j: float | None
+    live_j: float | None  # mean J over the frames since the previous snapshot
     live_f: float | None
     error: str | None
+    run_j: float | None = None  # mean J over every frame with ground truth since the start
+    run_f: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +71,7 @@ class StreamCounters:
         self.f_sum = 0.0
         self.truth_frames = 0
         self.f_frames = 0  # frames with a non-empty truth: F skips the others, as AVSBench does
+        self._run = [0.0, 0, 0.0, 0]  # J sum, frames, F sum, F frames since the start (never reset)
 
     def record(self, latency_ms: float, infer_ms: float, audio_complete: bool, silent: bool) -> None:
         now = time.monotonic()
@@ -88,9 +91,13 @@ class StreamCounters:
         with self._lock:
             self.j_sum += j
             self.truth_frames += 1
+            self._run[0] += j
+            self._run[1] += 1
             if f is not None:
                 self.f_sum += f
                 self.f_frames += 1
+                self._run[2] += f
+                self._run[3] += 1
 
     def fps(self) -> float:
         with self._lock:
@@ -98,6 +105,12 @@ class StreamCounters:
                 return 0.0
             span = self._times[-1] - self._times[0]
             return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def run_truth(self) -> tuple[float | None, float | None]:
+        """Mean J and F over every frame with ground truth since the stream started."""
+        with self._lock:
+            j_sum, frames, f_sum, f_frames = self._run
+            return (j_sum / frames if frames else None), (f_sum / f_frames if f_frames else None)
 
     def take_truth(self) -> tuple[float | None, float | None]:
         """Mean J and F over the frames since the last call (live accuracy), then reset."""

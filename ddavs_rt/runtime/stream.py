@@ -77,6 +77,7 @@ class Stream:
         p50, p95, p99 = self.counters.latency.percentiles()
         (infer50,) = self.counters.infer.percentiles((50,))
         j, f = self.counters.take_truth()
+        run_j, run_f = self.counters.run_truth()
         source_health = [source.health() for source in self.sources]
         source_drops = sum(h.video_dropped for h in source_health)
         state = source_health[0].state.value if source_health else "none"
@@ -98,4 +99,6 @@ class Stream:
             live_j=j,
             live_f=f,
             error=errors[0] if errors else None,
+            run_j=run_j,
+            run_f=run_f,
         )

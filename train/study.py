@@ -118,15 +118,12 @@ def from_json(data: dict[str, Any]) -> dict[str, ConfigRuns]:
     }
 
 
-def add_bench(found: dict[str, ConfigRuns], bench_dir: Path) -> list[str]:
-    """Batch-1 speeds from bench_dir/<config>.json where present; returns the configs updated."""
-    updated = []
+def add_bench(found: dict[str, ConfigRuns], bench_dir: Path) -> None:
+    """Batch-1 speeds from bench_dir/<config>.json where present."""
     for name, entry in found.items():
         report = bench_dir / f"{name}.json"
         if report.is_file():
             entry.fps = _batch1_fps(report)
-            updated.append(name)
-    return updated
 
 
 def _mean_std(values: list[float]) -> str:

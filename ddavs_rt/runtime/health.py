@@ -55,6 +55,26 @@ class StreamHealthSnapshot:
         return asdict(self)
 
 
+@dataclass(slots=True)
+class TruthSums:
+    """Running sums of per-frame J and F; F skips frames with an empty truth, as AVSBench does."""
+
+    j_sum: float = 0.0
+    frames: int = 0
+    f_sum: float = 0.0
+    f_frames: int = 0
+
+    def add(self, j: float, f: float | None) -> None:
+        self.j_sum += j
+        self.frames += 1
+        if f is not None:
+            self.f_sum += f
+            self.f_frames += 1
+
+    def means(self) -> tuple[float | None, float | None]:
+        return (self.j_sum / self.frames if self.frames else None), (self.f_sum / self.f_frames if self.f_frames else None)
+
+
 class StreamCounters:
     """Counters the scheduler updates for one stream (one writer thread, readers take snapshots)."""
 
@@ -67,11 +87,8 @@ class StreamCounters:
         self.infer = LatencyWindow()
         self._times: deque[float] = deque()
         self._rate_window_s = rate_window_s
-        self.j_sum = 0.0
-        self.f_sum = 0.0
-        self.truth_frames = 0
-        self.f_frames = 0  # frames with a non-empty truth: F skips the others, as AVSBench does
-        self._run = [0.0, 0, 0.0, 0]  # J sum, frames, F sum, F frames since the start (never reset)
+        self._interval = TruthSums()  # since the last take_truth()
+        self._run = TruthSums()  # since the start, never reset
 
     def record(self, latency_ms: float, infer_ms: float, audio_complete: bool, silent: bool) -> None:
         now = time.monotonic()
@@ -89,15 +106,8 @@ class StreamCounters:
 
     def record_truth(self, j: float, f: float | None) -> None:
         with self._lock:
-            self.j_sum += j
-            self.truth_frames += 1
-            self._run[0] += j
-            self._run[1] += 1
-            if f is not None:
-                self.f_sum += f
-                self.f_frames += 1
-                self._run[2] += f
-                self._run[3] += 1
+            self._interval.add(j, f)
+            self._run.add(j, f)
 
     def fps(self) -> float:
         with self._lock:
@@ -109,16 +119,10 @@ class StreamCounters:
     def run_truth(self) -> tuple[float | None, float | None]:
         """Mean J and F over every frame with ground truth since the stream started."""
         with self._lock:
-            j_sum, frames, f_sum, f_frames = self._run
-            return (j_sum / frames if frames else None), (f_sum / f_frames if f_frames else None)
+            return self._run.means()
 
     def take_truth(self) -> tuple[float | None, float | None]:
         """Mean J and F over the frames since the last call (live accuracy), then reset."""
         with self._lock:
-            if not self.truth_frames:
-                return None, None
-            j = self.j_sum / self.truth_frames
-            f = self.f_sum / self.f_frames if self.f_frames else None
-            self.j_sum = self.f_sum = 0.0
-            self.truth_frames = self.f_frames = 0
-            return j, f
+            means, self._interval = self._interval.means(), TruthSums()
+            return means

@@ -33,3 +33,7 @@ class SourceError(DdavsError):
 
 class DataError(DdavsError):
     """A dataset tree is malformed (a missing file or column)."""
+
+
+class EngineFailed(DdavsError):
+    """The inference engine itself keeps failing (not one stream's input): the runtime must stop."""

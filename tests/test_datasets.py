@@ -73,27 +73,37 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def build_s4(root: Path) -> None:
+def build_s4(root: Path) -> Path:
+    """The official AVSBench-object S4 download in miniature: Single-source/s4_meta_data.csv beside
+    Single-source/s4_data/{visual_frames,audio_wav,gt_masks} (paths of avs_s4/config.py). Returns
+    the Single-source folder."""
+    top = root / "Single-source"
+    data = top / "s4_data"
     rows = []
     for clip, (name, category, split) in enumerate([("vidA", "dog", "train"), ("vidB", "cat", "test")]):
         rows.append([name, 0, category, split])
         for k in range(1, 6):
-            write_frame(root / "visual_frames" / split / category / name / f"{name}_{k}.png", clip, k - 1)
+            write_frame(data / "visual_frames" / split / category / name / f"{name}_{k}.png", clip, k - 1)
             if split != "train" or k == 1:
-                write_png(root / "gt_masks" / split / category / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
-        write_wav(root / "audio_wav" / split / category / f"{name}.wav", clip, 5)
-    write_csv(root / "s4_meta_data.csv", ["name", "start time", "category", "split"], rows)
+                write_png(data / "gt_masks" / split / category / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
+        write_wav(data / "audio_wav" / split / category / f"{name}.wav", clip, 5)
+    write_csv(top / "s4_meta_data.csv", ["name", "start time", "category", "split"], rows)
+    return top
 
 
-def build_ms3(root: Path) -> None:
+def build_ms3(root: Path) -> Path:
+    """Multi-sources/ms3_meta_data.csv beside Multi-sources/ms3_data/... (avs_ms3/config.py)."""
+    top = root / "Multi-sources"
+    data = top / "ms3_data"
     rows = []
     for clip, name in enumerate(["m1", "m2"]):
         rows.append([name, "val"])
         for k in range(1, 6):
-            write_frame(root / "visual_frames" / name / f"{name}.mp4_{k}.png", clip, k - 1)
-            write_png(root / "gt_masks" / "val" / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
-        write_wav(root / "audio_wav" / "val" / f"{name}.wav", clip, 5)
-    write_csv(root / "ms3_meta_data.csv", ["video_id", "split"], rows)
+            write_frame(data / "visual_frames" / name / f"{name}.mp4_{k}.png", clip, k - 1)
+            write_png(data / "gt_masks" / "val" / name / f"{name}_{k}.png", box_mask(k - 1) * 255)
+        write_wav(data / "audio_wav" / "val" / f"{name}.wav", clip, 5)
+    write_csv(top / "ms3_meta_data.csv", ["video_id", "split"], rows)
+    return top
 
 
 def semantic_map(k: int, class_id: int) -> np.ndarray:
@@ -108,10 +118,9 @@ def build_avss(root: Path) -> None:
         for i in range(n):
             write_frame(base / "frames" / f"{i}.jpg", clip, i)
             ids = semantic_map(i, class_id=clip + 3)
-            if kind == "semantic":
-                write_png(base / "labels_semantic" / f"{i}.png", ids)
-            else:
-                write_png(base / "labels_rgb" / f"{i}.png", cv2.cvtColor(palette[ids], cv2.COLOR_RGB2BGR))
+            if kind == "semantic":  # a class-id PNG the official loader never reads: must be ignored
+                write_png(base / "labels_semantic" / f"{i}.png", np.full_like(ids, 9))
+            write_png(base / "labels_rgb" / f"{i}.png", cv2.cvtColor(palette[ids], cv2.COLOR_RGB2BGR))
         write_wav(base / "audio.wav", clip, n)
     write_csv(root / "metadata.csv", ["uid", "label", "split"], [[c[0], c[1], c[2]] for c in clips])
 
@@ -225,6 +234,84 @@ def test_avss_pads_v1_clips_to_ten_frames_and_reads_class_ids(tmp_path: Path) ->
     assert v1m.mask_valid[:5].all() and np.array_equal(v1m.semantic[4], semantic_map(4, 5))
 
 
+def test_s4_and_ms3_open_from_every_folder_of_the_official_download(tmp_path: Path) -> None:
+    single = build_s4(tmp_path)
+    multi = build_ms3(tmp_path)
+    for root in (tmp_path, single, single / "s4_data"):
+        dataset = open_dataset(root, "s4", "test", size=None, sample_rate=MODEL_RATE)
+        assert dataset.uids == ["vidB"] and np.array_equal(dataset[0].masks[3], box_mask(3))
+    for root in (tmp_path, multi, multi / "ms3_data"):
+        assert open_dataset(root, "ms3", "val", size=None, sample_rate=MODEL_RATE).uids == ["m1", "m2"]
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(single / "s4_data" / "gt_masks", "s4", "test")
+    message = one_line_error(excinfo)
+    assert "Single-source/s4_meta_data.csv" in message and "s4_data/" in message
+
+
+def floyd_steinberg_1bit(grey: np.ndarray) -> np.ndarray:
+    """PIL's documented convert('1') for an 'L' image: Floyd-Steinberg error diffusion to 0/255,
+    a pixel is white when its value plus the carried error is above 128 (libImaging tobilevel),
+    error 7/16 right, 3/16 down-left, 5/16 down, 1/16 down-right."""
+    h, w = grey.shape
+    work = grey.astype(np.float64)
+    out = np.zeros((h, w), dtype=np.uint8)
+    for y in range(h):
+        for x in range(w):
+            value = min(max(work[y, x], 0.0), 255.0)
+            out[y, x] = 1 if value > 128 else 0
+            error = value - 255.0 * out[y, x]
+            if x + 1 < w:
+                work[y, x + 1] += error * 7 / 16
+            if y + 1 < h:
+                if x > 0:
+                    work[y + 1, x - 1] += error * 3 / 16
+                work[y + 1, x] += error * 5 / 16
+                if x + 1 < w:
+                    work[y + 1, x + 1] += error * 1 / 16
+    return out
+
+
+def test_s4_grey_mask_edges_are_binarised_as_pil_convert_1(tmp_path: Path) -> None:
+    single = build_s4(tmp_path)
+    grey = np.zeros((SIDE, SIDE), dtype=np.uint8)
+    grey[8:24, 8:24] = 255
+    grey[7, 8:24] = 60  # a faint anti-aliased edge above the box: > 0 but far below 128
+    grey[24, 8:24] = 200  # a strong edge below it
+    grey[8:24, 24] = 100
+    path = single / "s4_data" / "gt_masks" / "test" / "cat" / "vidB" / "vidB_2.png"
+    write_png(path, grey)
+    sample = open_dataset(single, "s4", "test", size=None, sample_rate=MODEL_RATE)[0]
+    expected = floyd_steinberg_1bit(grey)
+    assert expected[7, 8:24].sum() < 16 and expected[24, 8:24].sum() > 0  # the rule differs from "> 0"
+    assert not np.array_equal(expected, grey > 0)
+    assert np.array_equal(sample.masks[1], expected)
+    assert np.array_equal(sample.masks[0], box_mask(0))  # clean 0/255 masks are unchanged
+
+
+def test_avss_train_scales_the_short_side_and_crops_the_centre(tmp_path: Path) -> None:
+    """color_dataloader.py crop_resize_img: 48x32 -> short side 16 (long side int(48 * 16 / 32) =
+    24) -> centre crop x from round((24 - 16) / 2) = 4; a labelled column pattern proves it."""
+    root = tmp_path
+    base = root / "v2" / "w1"
+    palette = voc_palette()
+    ids = np.zeros((32, 48), dtype=np.uint8)
+    ids[:, 8:16] = 5  # columns 8..15 -> 4..7 after the 1/2 scale -> 0..3 after the crop at x = 4
+    ids[:, 40:48] = 7  # columns 40..47 -> 20..23 -> cropped away
+    for i in range(10):
+        write_png(base / "frames" / f"{i}.jpg", np.full((32, 48, 3), 128, dtype=np.uint8))
+        write_png(base / "labels_rgb" / f"{i}.png", cv2.cvtColor(palette[ids], cv2.COLOR_RGB2BGR))
+    write_wav(base / "audio.wav", 0, 10)
+    write_csv(root / "metadata.csv", ["uid", "label", "split"], [["w1", "v2", "train"], ["w1", "v2", "test"]])
+    train = open_dataset(root, "avss", "train", size=16, sample_rate=MODEL_RATE)[0]
+    assert train.semantic.shape == (10, 16, 16)
+    assert (train.semantic[0][:, 0:4] == 5).all() and (train.semantic[0][:, 4:] == 0).all()
+    # other splits squash 48 -> 16 with PIL NEAREST, which samples source column floor((x + 0.5) * 3):
+    # x = 3, 4 -> 10, 13 (class 5); x = 2, 5 -> 7, 16 (background); x >= 13 -> 40.. (class 7)
+    test = open_dataset(root, "avss", "test", size=16, sample_rate=MODEL_RATE)[0]
+    row = test.semantic[0][0]
+    assert row[3:5].tolist() == [5, 5] and row[2] == 0 and row[5] == 0 and (row[13:] == 7).all()
+
+
 def test_synthavs_uses_binary_masks_meta_tags_and_class_list(tmp_path: Path) -> None:
     build_synthavs(tmp_path)
     train = open_dataset(tmp_path, "synthavs", "train", size=None, sample_rate=MODEL_RATE)
@@ -266,16 +353,16 @@ def one_line_error(excinfo: pytest.ExceptionInfo[DataError]) -> str:
 
 
 def test_missing_column_is_named(tmp_path: Path) -> None:
-    build_s4(tmp_path)
-    write_csv(tmp_path / "s4_meta_data.csv", ["name", "split"], [["vidA", "train"]])
+    single = build_s4(tmp_path)
+    write_csv(single / "s4_meta_data.csv", ["name", "split"], [["vidA", "train"]])
     with pytest.raises(DataError) as excinfo:
         open_dataset(tmp_path, "s4", "train", size=None)
     assert "'category'" in one_line_error(excinfo)
 
 
 def test_missing_frame_is_named_at_construction(tmp_path: Path) -> None:
-    build_ms3(tmp_path)
-    missing = tmp_path / "visual_frames" / "m2" / "m2.mp4_4.png"
+    multi = build_ms3(tmp_path)
+    missing = multi / "ms3_data" / "visual_frames" / "m2" / "m2.mp4_4.png"
     missing.unlink()
     with pytest.raises(DataError) as excinfo:
         open_dataset(tmp_path, "ms3", "val", size=None)

@@ -1,12 +1,15 @@
 """AVS-Semantic (AVSBench-semantic) and SynthAVS, which is written in the same layout.
 
-metadata.csv (uid, label, split); per clip {label}/{uid}/:
-    frames/{i}.jpg, labels_semantic/{i}.png (class ids) or labels_rgb/{i}.png (VOC palette),
-    audio.wav; i counts from 0.
-AVS-Semantic: v2 clips have 10 frames, v1s / v1m clips 5, padded to 10 (frame_valid False);
-v1s train clips are labelled on their first frame only. The binary mask is semantic > 0.
-SynthAVS (label "synth"): as many frames as frames/ holds; masks/{i}.png (0/255) is the binary
-mask when present; meta.json {"tags": [...]} per clip; classes.json at the root lists the class
+metadata.csv (uid, label, split), label2idx.json; per clip {label}/{uid}/:
+    frames/{i}.jpg, labels_rgb/{i}.png (VOC palette), audio.wav; i counts from 0.
+AVS-Semantic (the released `avs_released/` folder, read as OpenNLPLab/AVSBench
+`avss/color_dataloader.py` reads it): only the palette PNGs, colours outside the first 71 palette
+entries read as background; v2 clips have 10 frames, v1s / v1m clips 5, padded to 10 (frame_valid
+False); v1s train clips are labelled on their first frame only. Geometry: the train split scales
+the short side to the size and cuts the centre, other splits squash to the size (PIL BILINEAR for
+frames, NEAREST for labels). The binary mask is semantic > 0.
+SynthAVS (label "synth"): as many frames as frames/ holds; labels_semantic/{i}.png (class ids)
+before labels_rgb/{i}.png; masks/{i}.png (0/255) is the binary mask when present; meta.json {"tags": [...]} per clip; classes.json at the root lists the class
 names (index = class id).
 """
 
@@ -22,6 +25,7 @@ from .tables import read_table
 
 AVSS_FRAMES = {"v1s": 5, "v1m": 5, "v2": 10}
 AVSS_PADDED_FRAMES = 10
+AVSS_NUM_CLASSES = 71  # 70 categories + background, the official cfg.NUM_CLASSES
 SYNTH_LABEL = "synth"
 
 
@@ -49,9 +53,11 @@ def _read_json(path: Path) -> object:
         raise DataError(f"cannot read {path}: {exc}") from exc
 
 
-def _label_paths(clip_dir: Path, i: int) -> dict[str, Path | None]:
+def _label_paths(clip_dir: Path, i: int, synth: bool) -> dict[str, Path | None]:
     semantic = clip_dir / "labels_semantic" / f"{i}.png"
     rgb = clip_dir / "labels_rgb" / f"{i}.png"
+    if not synth:  # AVS-Semantic: the palette PNGs only, as the official loader
+        return {"semantic": None, "semantic_rgb": rgb}
     if semantic.is_file():
         return {"semantic": semantic, "semantic_rgb": None}
     if rgb.is_file():
@@ -97,7 +103,7 @@ def avss_plans(root: Path, split: str, labels: tuple[str, ...] | None = None, sy
                 frames.append(FramePlan(image=image))
                 continue
             binary = clip_dir / "masks" / f"{i}.png"
-            frames.append(FramePlan(image=image, mask=binary if synth and binary.is_file() else None, **_label_paths(clip_dir, i)))
+            frames.append(FramePlan(image=image, mask=binary if synth and binary.is_file() else None, **_label_paths(clip_dir, i, synth)))
         tags = [label] if not synth else []
         if synth:
             meta = clip_dir / "meta.json"
@@ -119,8 +125,18 @@ class AVSSemanticDataset(ClipDataset):
         labels: tuple[str, ...] | None = None,
     ) -> None:
         root = Path(root)
+        if not (root / "metadata.csv").is_file():
+            raise DataError(
+                f"{root} is not an AVS-Semantic tree: expected metadata.csv, label2idx.json and "
+                "v1s/ v1m/ v2/ clip folders (the released avs_released/ folder)"
+            )
         plans = avss_plans(root, split, labels=labels or tuple(AVSS_FRAMES))
-        super().__init__(plans, LayoutInfo("avss", semantic=True, class_names=read_class_names(root)), size, sample_rate)
+        names = read_class_names(root)
+        info = LayoutInfo(
+            "avss", semantic=True, class_names=names, reader="pil-crop" if split == "train" else "pil-resize",
+            palette_classes=len(names) or AVSS_NUM_CLASSES,
+        )
+        super().__init__(plans, info, size, sample_rate)
 
 
 class SynthAVSDataset(ClipDataset):

@@ -16,7 +16,10 @@ from torch.utils.data import Dataset
 
 from ddavs_rt.errors import DataError
 
-from .media import Size, audio_windows, decode_audio, read_gray, read_palette_labels, read_rgb
+from .media import (
+    Size, audio_windows, decode_audio, read_gray, read_mask_pil_1, read_palette_labels, read_palette_labels_pil, read_rgb,
+    read_rgb_pil,
+)
 from .sample import ClipSample
 
 logger = logging.getLogger(__name__)
@@ -27,10 +30,12 @@ class FramePlan:
     """The files of one frame. `image` None is a padding frame. Ground truth, first found wins:
     `mask` (binary PNG, > 0 is sounding) for the binary mask; `semantic` (class-id PNG),
     `semantic_rgb` (VOC palette PNG) or `class_masks` ((PNG, class id) pairs painted in order) for
-    the class map. A frame with none of them has no ground truth (mask_valid False)."""
+    the class map. A frame with none of them has no ground truth (mask_valid False).
+    `mask_rule`: "nonzero" (> 0 is sounding) or "pil-1" (PIL convert('1'), the official S4 rule)."""
 
     image: Path | None
     mask: Path | None = None
+    mask_rule: str = "nonzero"
     semantic: Path | None = None
     semantic_rgb: Path | None = None
     class_masks: tuple[tuple[Path, int], ...] = ()
@@ -81,6 +86,10 @@ class LayoutInfo:
     name: str
     semantic: bool  # the layout has class maps
     class_names: list[str] = field(default_factory=list)
+    # how images and palette labels are read: "cv2" (bilinear / nearest squash), or the official
+    # AVSBench-semantic PIL path, "pil-resize" (squash) or "pil-crop" (short side + centre crop)
+    reader: str = "cv2"
+    palette_classes: int = 256  # palette colours beyond this many classes read as background
 
 
 class ClipDataset(Dataset[ClipSample]):
@@ -138,7 +147,7 @@ class ClipDataset(Dataset[ClipSample]):
         for i, frame in enumerate(plan.frames):
             if frame.image is None:
                 continue
-            frames[i] = read_rgb(frame.image, frame_size)
+            frames[i] = self._read_image(frame.image, frame_size)
             frame_valid[i] = True
             if not frame.has_truth:
                 continue
@@ -146,7 +155,9 @@ class ClipDataset(Dataset[ClipSample]):
             classes = self._read_classes(frame, frame_size) if frame.has_semantic else None
             if semantic is not None and classes is not None:
                 semantic[i] = classes
-            if frame.mask is not None:
+            if frame.mask is not None and frame.mask_rule == "pil-1":
+                masks[i] = read_mask_pil_1(frame.mask, frame_size)
+            elif frame.mask is not None:
                 masks[i] = read_gray(frame.mask, frame_size) > 0
             elif classes is not None:
                 masks[i] = classes > 0
@@ -164,13 +175,21 @@ class ClipDataset(Dataset[ClipSample]):
 
     def _first_frame_size(self, plan: ClipPlan) -> Size:
         first = next(f.image for f in plan.frames if f.image is not None)
-        return read_rgb(first, None).shape[:2]  # type: ignore[return-value]
+        return self._read_image(first, None).shape[:2]  # type: ignore[return-value]
+
+    def _read_image(self, path: Path, size: Size | None) -> np.ndarray:
+        if self.info.reader == "cv2":
+            return read_rgb(path, size)
+        return read_rgb_pil(path, size, crop=self.info.reader == "pil-crop")
 
     def _read_classes(self, frame: FramePlan, size: Size) -> np.ndarray:
         if frame.semantic is not None:
             return read_gray(frame.semantic, size)
+        if frame.semantic_rgb is not None and self.info.reader != "cv2":
+            return read_palette_labels_pil(frame.semantic_rgb, size, self.info.reader == "pil-crop", self.info.palette_classes)
         if frame.semantic_rgb is not None:
-            return read_palette_labels(frame.semantic_rgb, size)
+            labels = read_palette_labels(frame.semantic_rgb, size)
+            return np.where(labels < self.info.palette_classes, labels, 0).astype(np.uint8)
         classes = np.zeros(size, dtype=np.uint8)
         for path, class_id in frame.class_masks:
             object_mask = read_gray(path, size)

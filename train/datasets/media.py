@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 import torchaudio.functional as AF
+from PIL import Image
 
 from ddavs_rt.errors import DataError
 
@@ -37,16 +38,75 @@ def read_gray(path: Path, size: Size | None) -> np.ndarray:
     return _resize(image.astype(np.uint8), size, cv2.INTER_NEAREST)
 
 
+def read_mask_pil_1(path: Path, size: Size | None) -> np.ndarray:
+    """A mask binarised as PIL's `convert('1')` does (the official S4 loader): grey to 1-bit with
+    Floyd-Steinberg error diffusion, so 0/255 masks keep their pixels and anti-aliased edges are
+    decided at 128 with the error carried to the neighbours. uint8 {0, 1} [H, W], resized nearest."""
+    try:
+        with Image.open(path) as image:
+            bits = np.asarray(image.convert("1"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read mask {path}: {exc}; restore it") from exc
+    return _resize(bits, size, cv2.INTER_NEAREST)
+
+
+def _open_rgb_pil(path: Path, what: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {what} {path}: {exc}; restore it") from exc
+
+
+def pil_geometry(image: Image.Image, size: Size | None, crop: bool, nearest: bool) -> Image.Image:
+    """The AVSBench-semantic geometry (avss/color_dataloader.py): `crop` scales the short side to
+    the crop size (the long side truncated to int) and cuts the centre (offsets rounded); otherwise
+    the image is squashed to the size. PIL BILINEAR for images, NEAREST for label images."""
+    if size is None:
+        return image
+    height, width = size
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    if not crop:
+        return image.resize((width, height), resample)
+    if height != width:
+        raise DataError(f"the short-side crop needs a square size, got {height}x{width}")
+    w, h = image.size
+    if w > h:
+        oh, ow = height, int(1.0 * w * height / h)
+    else:
+        ow, oh = height, int(1.0 * h * height / w)
+    image = image.resize((ow, oh), resample)
+    x1, y1 = int(round((ow - height) / 2.0)), int(round((oh - height) / 2.0))
+    return image.crop((x1, y1, x1 + height, y1 + height))
+
+
+def read_rgb_pil(path: Path, size: Size | None, crop: bool) -> np.ndarray:
+    """An image read as the AVSBench-semantic loader reads it: PIL RGB, then `pil_geometry`."""
+    return np.asarray(pil_geometry(_open_rgb_pil(path, "image"), size, crop, nearest=False), dtype=np.uint8)
+
+
+def read_palette_labels_pil(path: Path, size: Size | None, crop: bool, num_classes: int) -> np.ndarray:
+    """A colour label PNG as the AVSBench-semantic loader reads it: RGB, `pil_geometry` (nearest),
+    then each pixel's colour looked up in the first `num_classes` palette colours (others: 0)."""
+    rgb = np.asarray(pil_geometry(_open_rgb_pil(path, "label image"), size, crop, nearest=True), dtype=np.uint8)
+    labels = palette_to_ids(rgb)
+    return np.where(labels < num_classes, labels, 0).astype(np.uint8)
+
+
+def palette_to_ids(rgb: np.ndarray) -> np.ndarray:
+    """Class ids uint8 [H, W] of a VOC-palette RGB image [H, W, 3]; an unknown colour is 0."""
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2].astype(np.int64)
+    keys, ids = _PALETTE_LOOKUP
+    where = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
+    return np.where(keys[where] == packed, ids[where], 0).astype(np.uint8)
+
+
 def read_palette_labels(path: Path, size: Size | None) -> np.ndarray:
     """A colour label image (VOC palette, label 0 black) as class ids uint8 [H, W]."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"cannot read label image {path}: the file is missing or not an image; restore it")
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.int64)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # [H, W]
-    keys, ids = _PALETTE_LOOKUP
-    where = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
-    labels = np.where(keys[where] == packed, ids[where], 0).astype(np.uint8)  # unknown colour -> 0
+    labels = palette_to_ids(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))  # unknown colour -> 0
     return _resize(labels, size, cv2.INTER_NEAREST)
 
 

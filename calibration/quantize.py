@@ -27,7 +27,7 @@ from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_d
 
 from ddavs_rt.atomic import atomic_path, sha256_file
 from ddavs_rt.calibration.reader import ClipCalibrationReader
-from ddavs_rt.engine.sidecar import read_onnx_sidecar, write_sidecar
+from ddavs_rt.engine import read_onnx_sidecar, write_sidecar
 from ddavs_rt.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from ddavs_rt.engine.bench import _ratios, add_arguments, peak_rss_mib, run_bench, summarize
+from ddavs_rt.calibration.bench import _ratios, add_arguments, peak_rss_mib, run_bench, summarize
 from ddavs_rt.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def test_ratios_are_against_torch_at_the_same_batch():
 def test_peak_rss_grows_with_a_large_allocation():
     # in a fresh process: in this one an earlier test may already have set a higher peak
     code = (
-        "import numpy as np; from ddavs_rt.engine.bench import peak_rss_mib; before = peak_rss_mib(); "
+        "import numpy as np; from ddavs_rt.calibration.bench import peak_rss_mib; before = peak_rss_mib(); "
         "block = np.ones(64 * 1024 * 1024 // 8); print(before, peak_rss_mib())"
     )
     before, after = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -15,7 +15,7 @@ from ddavs_rt.engine.sidecar import (
     rebuild_command, tensorrt_mismatch, write_sidecar,
 )
 from ddavs_rt.engine.tensorrt_backend import TENSORRT_MISSING, import_tensorrt
-from ddavs_rt.engine.tensorrt_build import (
+from ddavs_rt.calibration.tensorrt_build import (
     load_timing_cache_bytes, precision_plan, save_timing_cache_bytes, timing_cache_key,
 )
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
@@ -126,7 +126,7 @@ def test_real_tensorrt_build_and_run(tmp_path):
     from ddavs_rt.engine import open_engine
     from ddavs_rt.engine.export import export_checkpoint
     from ddavs_rt.engine.random_weights import write_random_checkpoint
-    from ddavs_rt.engine.tensorrt_build import build_engine
+    from ddavs_rt.calibration.tensorrt_build import build_engine
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "model" / "ddavs-tiny.yaml"
     checkpoint = write_random_checkpoint(tiny, tmp_path / "ckpt")

@@ -1,6 +1,6 @@
 """TensorRT backend: a serialized engine with its sidecar, run with the TensorRT 10/11 runtime API.
 
-`tensorrt` is an optional extra imported only here and in `tensorrt_build`, lazily. Device
+`tensorrt` is an optional extra imported only here and in the offline `ddavs_rt.calibration.tensorrt_build`, lazily. Device
 buffers are torch CUDA tensors (torch is already a dependency), so no pycuda / cuda-python is
 needed: `set_tensor_address(name, tensor.data_ptr())`, then `execute_async_v3` on torch's current
 stream. Before deserializing, the sidecar is checked against this machine's GPU and TensorRT

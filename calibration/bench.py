@@ -1,4 +1,4 @@
-"""`ddavs-rt bench`: model latency and throughput per backend and batch size, in one run.
+"""`ddavs-rt bench` (offline tool, installed as ddavs_rt.calibration.bench): model latency and throughput per backend and batch size, in one run.
 
     ddavs-rt bench --config configs/model/ddavs-tiny.yaml --backend torch,onnxruntime,onnxruntime-int8 \
         --batch 1,8 --warmup 3 --iters 20 --save
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ddavs_rt.atomic import atomic_write_text
-from ddavs_rt.engine.machine import describe_machine, machine_slug, physical_cores
+from ddavs_rt.engine import describe_machine, machine_slug, physical_cores
 from ddavs_rt.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def prepare(args: argparse.Namespace, work: Path, backends: list[str], batches: 
             paths["onnxruntime-int8"] = calibrate_onnx(onnx_path, data, work / "model.int8.onnx", clips=args.calib_clips,
                                                        method=args.calib_method)
         if "tensorrt-fp16" in backends:
-            from ddavs_rt.engine.tensorrt_build import build_engine
+            from ddavs_rt.calibration.tensorrt_build import build_engine
 
             paths["tensorrt-fp16"] = build_engine(onnx_path, "fp16", work / "model.fp16.engine")
     return paths

@@ -1,4 +1,4 @@
-"""`ddavs-rt build-engine`: compile an exported ONNX file into a TensorRT engine.
+"""`ddavs-rt build-engine` (offline tool, installed as ddavs_rt.calibration.tensorrt_build): compile an exported ONNX file into a TensorRT engine.
 
     ddavs-rt build-engine --onnx model.onnx --precision fp16 [--timing-cache trt.cache] [--out FILE]
 
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ddavs_rt.atomic import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
-from ddavs_rt.engine.sidecar import OnnxSidecar, TensorRTSidecar, read_onnx_sidecar, write_sidecar
-from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt
+from ddavs_rt.engine import OnnxSidecar, TensorRTSidecar, read_onnx_sidecar, write_sidecar
+from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt  # the backend's own GPU/TensorRT probes
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
 log = logging.getLogger(__name__)

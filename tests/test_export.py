@@ -132,3 +132,19 @@ def test_cli_rejects_a_bad_batch_range_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("ddavs-rt: error: --batch '9-2'") and "\n" not in err
+
+
+def test_no_uint8_tensor_inside_the_exported_graph(exported):
+    """TensorRT's parser takes uint8 only as a graph input or output: the frames are cast to float
+    before they are permuted, so no intermediate tensor is uint8."""
+    _, onnx_path = exported
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    graph = model.graph
+    io = {v.name for v in graph.input} | {v.name for v in graph.output}
+    types = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
+    produced = [out for node in graph.node for out in node.output if out and out not in io]
+    assert produced  # the walk saw the real graph
+    uint8_inside = [name for name in produced if types.get(name) == onnx.TensorProto.UINT8]
+    assert uint8_inside == []
+    consumers = [n.op_type for n in graph.node if "frames" in n.input]
+    assert "Cast" in consumers and "Transpose" not in consumers  # cast first, then permute

@@ -22,7 +22,9 @@ class FramePreprocess(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     def forward(self, frames: Tensor) -> Tensor:
-        x = frames.permute(0, 3, 1, 2).to(torch.float32)  # [B, H, W, 3] -> [B, 3, H, W]
+        # Cast first: a permute of the uint8 input would leave a uint8 Transpose output inside the
+        # exported graph, which TensorRT's ONNX parser refuses (uint8 only as graph input/output).
+        x = frames.to(torch.float32).permute(0, 3, 1, 2)  # [B, H, W, 3] -> [B, 3, H, W]
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 

@@ -20,8 +20,11 @@ Semantic (AVS-Semantic, VPO, SynthAVS class masks), two protocols, each named in
   R = inter / area_gt (no threshold sweep); a class counts in a frame where its union > 0; per-class
   sums over frames divided by the counts, a class never present scores 0, then the mean over all
   `num_classes` classes (background included) is the dataset figure.
-- `dataset-level` (the CAVP / VPO code): intersections, unions and areas are summed over the
-  whole dataset before dividing; the mean is over classes whose total union is > 0.
+- `dataset-level` (the CAVP / VPO code, `utils/eval_utils.py` MIoU and ForegroundDetect):
+  intersections, unions and areas are summed over the whole dataset before dividing; mIoU is
+  inter / (eps + union) averaged over all `num_classes` classes (a class never seen scores 0), F
+  (beta^2 = 0.3) is averaged over the classes whose total union is > 0 (CAVP's nanmean). Ignored
+  pixels (label 255 in VPO) are passed as -1 and count in no area.
 """
 
 from __future__ import annotations
@@ -330,9 +333,9 @@ class SemanticMetricAccumulator:
                 f = np.nan_to_num((1 + self.beta2) * precision * recall / (self.beta2 * precision + recall), nan=0.0)
                 present = union > 0
                 counts = union
-                miou = float(iou[present].mean()) if present.any() else 0.0
-                mf = float(f[present].mean()) if present.any() else 0.0
                 iou = np.nan_to_num(iou, nan=0.0)
+                miou = float(iou.mean())  # every class, as CAVP's MIoU
+                mf = float(f[present].mean()) if present.any() else 0.0
             else:
                 raise ValueError(f"unknown semantic protocol {protocol!r}: use {SEMANTIC_PER_FRAME!r} or {SEMANTIC_DATASET_LEVEL!r}")
         return SemanticMetrics(

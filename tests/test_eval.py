@@ -77,3 +77,135 @@ def test_shuffle_audio_feeds_another_clips_audio(setup: Path) -> None:
     for i in range(n):
         assert torch.equal(fed[i], torch.from_numpy(dataset[partner[i]].audio))
         assert not torch.equal(fed[i], torch.from_numpy(dataset[i].audio))
+
+
+# ------------------------------------------------------------------ semantic protocols
+
+
+def write_wav(path: Path, seconds: int) -> None:
+    import wave
+
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((np.sin(np.arange(16000 * seconds) * 0.1) * 8000).astype("<i2").tobytes())
+
+
+def build_avss(root: Path) -> None:
+    """avs_released/ in miniature: metadata.csv, label2idx.json (71 names), a 5-frame v1m clip and a
+    10-frame v2 clip in the test split, palette label PNGs."""
+    import cv2
+    import numpy as np
+
+    from ddavs_rt.train.datasets import voc_palette
+
+    names = ["background"] + [f"c{i}" for i in range(1, 71)]
+    (root / "label2idx.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "label2idx.json").write_text(json.dumps({n: i for i, n in enumerate(names)}))
+    palette = voc_palette()
+    for uid, label, n, cls in (("a", "v1m", 5, 3), ("b", "v2", 10, 12)):
+        for i in range(n):
+            frame = np.full((32, 32, 3), 90, dtype=np.uint8)
+            cv2.imwrite(str((root / label / uid / "frames").mkdir(parents=True, exist_ok=True) or root / label / uid / "frames" / f"{i}.jpg"), frame)
+            ids = np.zeros((32, 32), dtype=np.uint8)
+            ids[2 : 6 + 2 * i, 4:20] = cls
+            (root / label / uid / "labels_rgb").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / label / uid / "labels_rgb" / f"{i}.png"), cv2.cvtColor(palette[ids], cv2.COLOR_RGB2BGR))
+        write_wav(root / label / uid / "audio.wav", n)
+    (root / "metadata.csv").write_text("uid,label,split\na,v1m,test\nb,v2,test\n")
+
+
+class BoxPredictor(torch.nn.Module):
+    """Stands for a trained network so the protocol can be checked by hand: class 3 in rows 4..11,
+    columns 4..19 of every frame (padding slots included), background elsewhere."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        n, h, w = frames.shape[:3]
+        logits = torch.zeros(n, self.num_classes, h, w)
+        logits[:, 0] = 1.0
+        logits[:, 3, 4:12, 4:20] = 2.0
+        return logits
+
+
+def official_avss_per_frame(preds: list[torch.Tensor], labels: list[torch.Tensor], nclass: int) -> tuple[float, float]:
+    """avss/utils/compute_color_metrics.py `_batch_miou_fscore` and the test.py reduction, from
+    their definition: ids shifted by one, torch.histc over [1, nclass], per-class sums over frames
+    divided by the frames where the class's union > 0 (NaN -> 0), mean over all nclass classes."""
+    ious, fscores, counts = torch.zeros(nclass), torch.zeros(nclass), torch.zeros(nclass)
+    for pred, target in zip(preds, labels):
+        predict = (pred + 1).float()
+        target = target.float() + 1
+        predict = predict * (target > 0).float()
+        inter = predict * (predict == target).float()
+        area_inter = torch.histc(inter, bins=nclass, min=1, max=nclass)
+        area_pred = torch.histc(predict, bins=nclass, min=1, max=nclass)
+        area_lab = torch.histc(target, bins=nclass, min=1, max=nclass)
+        union = area_pred + area_lab - area_inter
+        ious += area_inter / (2.220446049250313e-16 + union)
+        counts[torch.nonzero(union).squeeze(-1)] += 1
+        precision, recall = area_inter / area_pred, area_inter / area_lab
+        f = 1.3 * precision * recall / (0.3 * precision + recall)
+        f[torch.isnan(f)] = 0.0
+        fscores += f
+    miou = ious / counts
+    miou[torch.isnan(miou)] = 0
+    fs = fscores / counts
+    fs[torch.isnan(fs)] = 0
+    return float(miou.mean()), float(fs.mean())
+
+
+def test_avss_is_scored_per_frame_over_71_classes_with_padding_slots(tmp_path: Path) -> None:
+    from ddavs_rt.metrics import SEMANTIC_PER_FRAME
+    from ddavs_rt.train.evaluate import evaluate_semantic
+
+    build_avss(tmp_path)
+    dataset = open_dataset(tmp_path, "avss", "test", size=32)
+    result = evaluate_semantic(BoxPredictor(71), ClipSelection(dataset, [0, 1]), 71, SEMANTIC_PER_FRAME, batch_size=1)
+    box = torch.zeros(32, 32, dtype=torch.long)
+    box[4:12, 4:20] = 3
+    preds, labels = [], []
+    for i in range(2):
+        sample = dataset[i]
+        for t in range(10):  # all ten slots; v1m slots 5..9 are padding with an all-background label
+            preds.append(box)
+            labels.append(torch.from_numpy(sample.semantic[t]).long() if sample.frame_valid[t] else torch.zeros(32, 32, dtype=torch.long))
+    miou, f = official_avss_per_frame(preds, labels, 71)
+    assert result.num_frames == 20 and result.protocol == SEMANTIC_PER_FRAME
+    assert result.miou == pytest.approx(miou, abs=1e-6) and result.f == pytest.approx(f, abs=1e-6)
+    # without the padding slots the figure would differ: they add background-only frames
+    miou_real, _ = official_avss_per_frame(preds[:5] + preds[10:], labels[:5] + labels[10:], 71)
+    assert abs(miou_real - miou) > 1e-4 and result.miou != pytest.approx(miou_real, abs=1e-5)
+
+
+def test_eval_cli_names_the_avss_protocol_and_refuses_a_binary_checkpoint(
+    tmp_path: Path, setup: Path, capsys: pytest.CaptureFixture,
+) -> None:
+    build_avss(tmp_path / "avss")
+    cfg = ModelConfig.model_validate({
+        "name": "eval-avss", "input_size": 32, "class_names": ["background"] + [f"c{i}" for i in range(1, 71)],
+        "visual": {"variant": "b0", "embed_dims": [16, 32, 40, 64], "depths": [1, 1, 1, 1]},
+        "audio": {"kind": "small", "channels": [8, 16, 16], "dim": 32},
+        "aqm": {"num_queries": 2, "layers": 1, "heads": 4, "bank_refinement": False},
+        "com": {"enabled": False}, "avam": {"heads": 4}, "decoder": {"hidden_dim": 16, "num_classes": 71},
+    })
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ckpt", build_model(cfg).eval(), cfg)
+    out = tmp_path / "avss.json"
+    assert cli_main(["eval", "-q", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(tmp_path / "avss"),
+                     "--layout", "avss", "--frame-size", "32", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"] == "avss-per-frame" and "per-frame mIoU" in report["protocol_title"]
+    assert report["num_frames"] == 20 and len(report["per_class_iou"]) == 71
+    assert "protocol avss-per-frame" in capsys.readouterr().out
+    code = cli_main(["eval", "-q", "--checkpoint", str(setup / "ckpt"), "--data", str(tmp_path / "avss"),
+                     "--layout", "avss", "--frame-size", "32"])
+    assert code != 0
+    assert "scores 71 classes but the checkpoint predicts 1" in capsys.readouterr().err

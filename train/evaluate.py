@@ -1,12 +1,18 @@
-"""`ddavs-rt eval`: J, F and J&F of a checkpoint, overall and per subset tag.
+"""`ddavs-rt eval`: each dataset's official metric of a checkpoint, overall and per subset tag.
 
     ddavs-rt eval --checkpoint CKPT --data DIR [--layout synthavs] [--split test] [--tags ...]
                   [--batch-size 4] [--shuffle-audio] [--json OUT] [--seed S]
 
-Clips are read in order, `--batch-size` clips per forward pass; the metric batch (TPAVI
-protocol: J and F are averaged over batches of frames) is batch size x frames per clip and is
-printed beside the table. `--shuffle-audio` feeds every clip the audio of another clip (a fixed
-derangement drawn from --seed): a model that uses the sound should lose accuracy.
+The protocol follows the layout, and the table and JSON name it:
+- s4, ms3, synthavs: binary J / F / J&F, the TPAVI protocol (`avsbench-tpavi`): J and F are
+  averaged over batches of frames, the metric batch is batch size x frames per clip.
+- avss: per-frame mIoU / F over the dataset's 71 classes (`avss-per-frame`, AVSBench
+  `avss/test.py` with `compute_color_metrics.py`): every one of a clip's 10 slots is scored, the
+  padding slots of 5-frame v1 clips against an all-background label.
+- vpo: dataset-level mIoU / F (`dataset-level`, CAVP `utils/eval_utils.py`), label 255 ignored.
+Clips are read in order, `--batch-size` clips per forward pass. `--shuffle-audio` feeds every clip
+the audio of another clip (a fixed derangement drawn from --seed): a model that uses the sound
+should lose accuracy.
 """
 
 from __future__ import annotations
@@ -23,11 +29,26 @@ from torch.utils.data import Dataset
 
 from ddavs_rt.atomic import atomic_write_text
 from ddavs_rt.errors import ConfigError, DataError
-from ddavs_rt.metrics import BinaryMetricAccumulator, BinaryMetrics
+from ddavs_rt.metrics import (
+    BINARY_PROTOCOL, SEMANTIC_DATASET_LEVEL, SEMANTIC_PER_FRAME, BinaryMetricAccumulator, BinaryMetrics,
+    SemanticMetricAccumulator, SemanticMetrics,
+)
 
 from .datasets import ClipDataset, ClipSample, collate_clips, open_dataset
 
 logger = logging.getLogger(__name__)
+
+# the official metric of each layout, and the words the table prints for it
+PROTOCOLS: dict[str, str] = {
+    "s4": BINARY_PROTOCOL, "ms3": BINARY_PROTOCOL, "synthavs": BINARY_PROTOCOL,
+    "avss": SEMANTIC_PER_FRAME, "vpo": SEMANTIC_DATASET_LEVEL,
+}
+PROTOCOL_TITLES: dict[str, str] = {
+    BINARY_PROTOCOL: "binary J / F (AVSBench TPAVI)",
+    SEMANTIC_PER_FRAME: "per-frame mIoU / F over classes (AVSBench-semantic test.py)",
+    SEMANTIC_DATASET_LEVEL: "dataset-level mIoU / F (CAVP, VPO)",
+}
+VPO_IGNORE = 255
 
 
 def derangement(n: int, seed: int) -> list[int]:
@@ -108,6 +129,45 @@ def evaluate_model(model: torch.nn.Module, clips: Dataset, batch_size: int = 4, 
     return accumulator.result()
 
 
+@torch.no_grad()
+def evaluate_semantic(
+    model: torch.nn.Module, clips: Dataset, num_classes: int, protocol: str, batch_size: int = 4,
+    device: str | torch.device = "cpu", class_names: list[str] | None = None,
+) -> SemanticMetrics:
+    """Semantic mIoU / F of `model` (logits [N, K, H, W], K = num_classes) under `protocol`.
+
+    Scored frames: the labelled ones and, as the AVSBench-semantic test does, the padding slots of
+    short clips (label all background, the model's prediction on the empty slot counts). Label
+    255 (VPO's ignore value) is left out of every area."""
+    was_training = model.training
+    model.eval()
+    accumulator = SemanticMetricAccumulator(num_classes, class_names=class_names if class_names and len(class_names) == num_classes else None)
+    for start in range(0, len(clips), batch_size):
+        batch = collate_clips([clips[i] for i in range(start, min(start + batch_size, len(clips)))])
+        if batch["semantic"] is None:
+            raise DataError("the dataset has no class maps; a semantic protocol needs them")
+        b, t = batch["frames"].shape[:2]
+        frames = batch["frames"].flatten(0, 1).to(device)
+        audio = batch["audio"].flatten(0, 1).to(device)
+        logits = model(frames, audio).float()  # [B*T, K, H, W]
+        if logits.shape[1] != num_classes:
+            raise ConfigError(
+                f"the {protocol} protocol scores {num_classes} classes but the checkpoint predicts {logits.shape[1]}; "
+                "evaluate a model trained on this dataset's classes"
+            )
+        labels = batch["semantic"].flatten(0, 1).long()  # [B*T, H, W]
+        labels = torch.where(labels == VPO_IGNORE, torch.full_like(labels, -1), labels)
+        scored = (batch["mask_valid"] | ~batch["frame_valid"]).flatten()  # [B*T]
+        labels[~batch["frame_valid"].flatten()] = 0  # padding slots are all background
+        if bool(scored.any()):
+            accumulator.add(logits.cpu()[scored], labels[scored])
+    if was_training:
+        model.train()
+    if accumulator.num_frames == 0:
+        raise DataError("no labelled frames to evaluate")
+    return accumulator.result(protocol)  # type: ignore[arg-type]
+
+
 class EngineAsModel:
     """An inference engine (ONNX Runtime, TensorRT, ...) where evaluate_model expects a module:
     the exported or quantized graph is judged exactly as it runs in deployment."""
@@ -133,9 +193,10 @@ class EngineAsModel:
 
 @dataclass
 class EvalReport:
-    metrics: BinaryMetrics
+    metrics: BinaryMetrics | SemanticMetrics
     checkpoint: str
     data: str
+    layout: str
     split: str
     shuffle_audio: bool
     seed: int
@@ -143,7 +204,8 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return {
-            "checkpoint": self.checkpoint, "data": self.data, "split": self.split,
+            "checkpoint": self.checkpoint, "data": self.data, "layout": self.layout, "split": self.split,
+            "protocol_title": PROTOCOL_TITLES[self.metrics.protocol],
             "shuffle_audio": self.shuffle_audio, "seed": self.seed, "num_clips": self.num_clips,
             **self.metrics.to_dict(),
         }
@@ -151,10 +213,24 @@ class EvalReport:
 
 def format_table(report: EvalReport) -> str:
     m = report.metrics
+    head = (
+        f"{report.checkpoint} on {report.data} ({report.layout} {report.split}, {report.num_clips} clips"
+        f"{', shuffled audio seed ' + str(report.seed) if report.shuffle_audio else ''})"
+    )
+    if isinstance(m, SemanticMetrics):
+        names = m.class_names or [str(i) for i in range(len(m.per_class_iou))]
+        lines = [
+            head, f"protocol {m.protocol}: {PROTOCOL_TITLES[m.protocol]}, {len(names)} classes, {m.num_frames} frames",
+            f"{'class':<24}{'IoU':>9}{'F':>9}",
+            f"{'mean':<24}{m.miou:>9.4f}{m.f:>9.4f}",
+        ]
+        for name, iou, f, count in zip(names, m.per_class_iou, m.per_class_f, m.class_counts):
+            if count:
+                lines.append(f"{name[:23]:<24}{iou:>9.4f}{f:>9.4f}")
+        return "\n".join(lines)
     lines = [
-        f"{report.checkpoint} on {report.data} ({report.split}, {report.num_clips} clips"
-        f"{', shuffled audio seed ' + str(report.seed) if report.shuffle_audio else ''})",
-        f"protocol {m.protocol}, metric batch {m.batch_size} frames",
+        head,
+        f"protocol {m.protocol}: {PROTOCOL_TITLES[m.protocol]}, metric batch {m.batch_size} frames",
         f"{'subset':<16}{'frames':>8}{'J':>9}{'F':>9}{'J&F':>9}",
         f"{'all':<16}{m.num_frames:>8}{m.j:>9.4f}{m.f:>9.4f}{m.jf:>9.4f}",
     ]
@@ -170,7 +246,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-size", type=int, default=224,
                         help="frames and masks are read at this size (default 224, the engine contract)")
     parser.add_argument("--data", required=True, help="dataset root")
-    parser.add_argument("--layout", default="synthavs", help="dataset layout (default synthavs)")
+    parser.add_argument("--layout", default="synthavs", choices=sorted(PROTOCOLS),
+                        help="dataset layout (default synthavs); it decides the metric: binary J/F for s4, ms3, synthavs, "
+                             "per-frame mIoU/F for avss, dataset-level mIoU/F for vpo")
     parser.add_argument("--split", default="test", help="split (default test)")
     parser.add_argument("--tags", nargs="+", default=None, help="only clips carrying any of these tags")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4)")
@@ -197,8 +275,17 @@ def run(args: argparse.Namespace) -> int:
     indices = select_clips(dataset, args.tags)
     partner = derangement(len(indices), args.seed) if args.shuffle_audio else None
     clips = ClipSelection(dataset, indices, partner)
-    metrics = evaluate_model(model, clips, args.batch_size, args.device)
-    report = EvalReport(metrics, str(args.checkpoint), str(args.data), args.split, bool(args.shuffle_audio), args.seed, len(indices))
+    protocol = PROTOCOLS[args.layout]
+    metrics: BinaryMetrics | SemanticMetrics
+    if protocol == BINARY_PROTOCOL:
+        metrics = evaluate_model(model, clips, args.batch_size, args.device)
+    else:
+        names = dataset.class_names
+        num_classes = dataset.info.palette_classes if args.layout == "avss" else len(names)
+        metrics = evaluate_semantic(model, clips, num_classes, protocol, args.batch_size, args.device, names)
+    report = EvalReport(
+        metrics, str(args.checkpoint), str(args.data), args.layout, args.split, bool(args.shuffle_audio), args.seed, len(indices),
+    )
     print(format_table(report))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(report.to_dict(), indent=2) + "\n")

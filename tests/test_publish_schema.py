@@ -44,7 +44,7 @@ def test_binary_message_round_trips_with_overlay() -> None:
     parts = encode_message(header, _binary_mask(), encode_jpeg(overlay, quality=95))
     assert parts[0] == b"ddavs/cam1"
     wire = json.loads(parts[1])
-    assert wire["schema"] == "ddavs-rt/frame" and wire["version"] == 1 and wire["ground_truth"] == {"iou": 0.75}
+    assert wire["schema"] == "ddavs-rt/frame" and wire["version"] == 2 and wire["epoch"] == 0 and wire["ground_truth"] == {"iou": 0.75}
     decoded = decode_message(parts)
     assert decoded.header == header
     np.testing.assert_array_equal(decoded.mask, _binary_mask())
@@ -100,8 +100,10 @@ def _with_header(**changes) -> list[bytes]:
 
 
 def test_header_validation_names_the_field() -> None:
-    with pytest.raises(MessageError, match=r"version 2.*upgrade"):
-        decode_message(_with_header(version=2))
+    with pytest.raises(MessageError, match=r"version 1.*upgrade"):
+        decode_message(_with_header(version=1))
+    with pytest.raises(MessageError, match=r"epoch: Input should be greater than or equal to 0"):
+        decode_message(_with_header(epoch=-1))
     with pytest.raises(MessageError, match=r"seq: Field required"):
         decode_message(_with_header(seq=None))
     with pytest.raises(MessageError, match=r"audio_window\.gap_fraction"):

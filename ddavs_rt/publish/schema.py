@@ -2,7 +2,7 @@
 
     [topic b"ddavs/<stream_id>", header JSON (UTF-8), mask PNG, overlay JPEG or b""]
 
-The header is `FrameHeader` (schema "ddavs-rt/frame", version 1). Unknown fields are refused:
+The header is `FrameHeader` (schema "ddavs-rt/frame", version 2). Unknown fields are refused:
 any change to the layout bumps `version`, so a subscriber knows what it reads. The mask PNG is
 8-bit grey: class ids for "png-class", 0/255 for "png-binary" (so it is visible in an image
 viewer). `decode_message` returns the mask as class ids in both cases (binary: 0 or 1).
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ddavs_rt.publish.errors import MessageError
 
 SCHEMA_NAME = "ddavs-rt/frame"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `epoch`, the publisher's restart counter
 TOPIC_PREFIX = "ddavs/"
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # safe in a topic and a file name
 
@@ -89,8 +89,12 @@ class FrameHeader(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_name: Literal["ddavs-rt/frame"] = Field(SCHEMA_NAME, alias="schema")
-    version: Literal[1] = SCHEMA_VERSION
+    version: Literal[2] = SCHEMA_VERSION
     stream_id: str = Field(pattern=STREAM_ID_PATTERN, max_length=128)
+    # `seq` counts from 0 on each start of the stream's publisher; `epoch` counts those starts
+    # (0 the first time; a cluster shard restarted on another worker publishes epoch + 1), so a
+    # subscriber tells a restart (epoch up, seq from 0) from loss (a gap in seq within one epoch).
+    epoch: int = Field(0, ge=0)
     seq: int = Field(ge=0)
     frame_time: float
     capture_wall_time: float

@@ -52,6 +52,7 @@ class Scheduler:
         self.errors = 0
         self.publisher_dropped: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._start = 0
+        self.epoch = 0  # the header's restart counter; a cluster shard sets it before running
         # Observers (metrics, recorder), called on the scheduler thread; they must not block.
         self.on_batch: list[Callable[[int, float], None]] = []  # (batch size, inference ms)
         # (stream id, header, mask PNG, overlay JPEG or None), after each frame is sent
@@ -148,6 +149,7 @@ class Scheduler:
         silent = not stream.has_audio
         header = FrameHeader(
             stream_id=stream.stream_id,
+            epoch=self.epoch,
             seq=stream.next_seq(),
             frame_time=frame.time,
             capture_wall_time=frame.wall_time,

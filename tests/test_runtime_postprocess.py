@@ -38,3 +38,20 @@ def test_semantic_logits_give_class_ids_and_counts() -> None:
     result = logits_to_result(logits, (4, 4), ("background", "dog", "car"))
     assert result.encoding == "png-class" and result.num_classes == 3
     assert {c.name: c.pixels for c in result.classes} == {"car": 8}
+
+
+def test_class_logits_are_scored_as_sounding_versus_background() -> None:
+    # 3 classes on a 2x2 frame: background wins at (0, 0) only; "not background" is sounding.
+    logits = np.zeros((3, 2, 2), np.float32)
+    logits[0] = [[4.0, -4.0], [-4.0, -4.0]]
+    logits[1] = [[0.0, 3.0], [0.0, 0.0]]
+    logits[2] = [[0.0, 0.0], [3.0, 0.0]]
+    truth = np.array([[0, 1], [1, 0]], np.uint8)
+    # sounding probability = 1 - softmax[0]: (0,0) ~0.04, the others > 0.5 -> predicted {(0,1),(1,0),(1,1)}
+    j, f = live_accuracy(logits, truth)
+    assert j == pytest.approx(2 / 3, abs=1e-6)  # inter 2, union 3
+    # F: at the best threshold the three predicted pixels give P = 2/3, R = 1, or a threshold
+    # above (1,1)'s probability keeps only the two true ones: P = R = 1 -> F = 1.
+    probs = 1 - np.exp(logits[0]) / np.exp(logits).sum(axis=0)
+    assert probs[1, 1] < min(probs[0, 1], probs[1, 0])  # so such a threshold exists
+    assert f == pytest.approx(1.0, abs=1e-6)

@@ -1,4 +1,5 @@
-"""From an engine's logits to what is published: a class-id mask, classes present, live accuracy."""
+"""From an engine's logits to what is published: a class-id mask, classes present, live accuracy
+(scored by `ddavs_rt.metrics`, the one copy of the protocol)."""
 
 from __future__ import annotations
 
@@ -66,41 +67,33 @@ def logits_to_result(
     return FrameResult(mask=mask, classes=classes, encoding="png-class", num_classes=int(logits.shape[0]))
 
 
-_STEP = (1.0 - 1e-10) / 254  # the official thresholds are linspace(0, 1 - 1e-10, 255)
+def sounding_logits(logits: np.ndarray) -> np.ndarray:
+    """[K, h, w] -> [h, w] logits of "sounding" (binary: the channel; classes: not background).
+
+    For classes, sigmoid(logsumexp(x[1:]) - x[0]) = 1 - softmax(x)[0], the probability that a
+    pixel is not background, so the binary metrics' sigmoid sees exactly that probability.
+    """
+    logits = logits.astype(np.float32)
+    if logits.shape[0] == 1:
+        return logits[0]
+    rest = logits[1:]
+    peak = rest.max(axis=0)
+    return (peak + np.log(np.exp(rest - peak).sum(axis=0))) - logits[0]
 
 
 def live_accuracy(logits: np.ndarray, truth: np.ndarray) -> tuple[float, float | None]:
     """AVSBench J and F of one frame against a binary ground truth [H, W] (resized, nearest, to
-    the logits' size). Logits: binary [1, h, w] or classes [K, h, w] (sounding = not background).
-
-    The same rules as ddavs_rt.metrics.avsbench_j / avsbench_f for a batch of one frame (J of an
-    empty truth = share of pixels predicted background; F is None for an empty truth (the official
-    protocol skips such frames), max over 255 thresholds, beta^2 = 0.3), computed with one histogram instead of 255
-    passes so that the live demo can afford it on every frame.
+    the logits' size), by `ddavs_rt.metrics` (the TPAVI protocol code) on a batch of one frame.
+    Logits: binary [1, h, w] or classes [K, h, w] (sounding = not background). F is None for an
+    empty truth: the official protocol skips such frames.
     """
+    from ddavs_rt.metrics import avsbench_f, avsbench_j
+
     h, w = logits.shape[1:]
     gt = truth.astype(np.uint8)
     if gt.shape != (h, w):
         gt = cv2.resize(gt, (w, h), interpolation=cv2.INTER_NEAREST)
-    gt = gt.reshape(-1) > 0
-    if logits.shape[0] == 1:
-        prob = _sigmoid(logits[0].astype(np.float32)).reshape(-1)
-    else:
-        prob = 1.0 - _softmax(logits.astype(np.float32))[0].reshape(-1)
-    pred = prob > 0.5
-    if gt.any():
-        j = float((pred & gt).sum() / ((pred | gt).sum() + 1e-7))
-    else:
-        j = float((~pred).sum() / (pred.size + 1e-7))
-    if not gt.any():
-        return j, None
-    # thresholds at or below each pixel's probability (th_i = i * step): pixel counts for threshold
-    # i iff i < level. The thresholds are evenly spaced, so the count is a floor, not a search.
-    level = np.minimum((prob * (1.0 / _STEP)).astype(np.int64) + 1, 255)  # [N] in 1..255
-    predicted = np.cumsum(np.bincount(level, minlength=256)[::-1])[::-1][1:]  # [255] pixels >= th_i
-    hits = np.cumsum(np.bincount(level[gt], minlength=256)[::-1])[::-1][1:]  # [255] true positives
-    precision = hits / (predicted + 1e-20)
-    recall = hits / (gt.sum() + 1e-20)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = (1.3 * precision * recall) / (0.3 * precision + recall)
-    return j, float(np.nan_to_num(f).max())
+    gt = (gt > 0).astype(np.float32)[None]  # [1, h, w]
+    frame = sounding_logits(logits)[None]  # [1, h, w]
+    j = avsbench_j(frame, gt)
+    return j, (avsbench_f(frame, gt) if gt.any() else None)

@@ -41,6 +41,9 @@ class AudioWindow:
 
     `samples` is float32 [S]; samples with no audio are 0 and counted in `missing_samples`.
     `start`/`end` are stream-clock seconds (end exclusive: the last sample is at end - 1/rate).
+    `warmup_samples` of the missing ones lie before the stream's first audio sample (the window
+    reaches back before the stream began: expected, not a fault); before any audio arrived, every
+    missing sample counts as warm-up.
     """
 
     samples: np.ndarray
@@ -48,6 +51,7 @@ class AudioWindow:
     end: float
     sample_rate: int
     missing_samples: int
+    warmup_samples: int = 0
 
     @property
     def gap_fraction(self) -> float:
@@ -56,6 +60,16 @@ class AudioWindow:
     @property
     def complete(self) -> bool:
         return self.missing_samples == 0
+
+    @property
+    def warmup(self) -> bool:
+        """Some audio is missing only because the window starts before the stream's audio did."""
+        return self.warmup_samples > 0
+
+    @property
+    def gap_samples(self) -> int:
+        """Missing samples after the stream's audio began (a discontinuity or late audio)."""
+        return self.missing_samples - self.warmup_samples
 
 
 class _RunClock:
@@ -121,6 +135,7 @@ class AudioRing:
         self._buffer = np.zeros(self.capacity, dtype=np.float32)  # [N] samples, slot = k % N
         self._valid = np.zeros(self.capacity, dtype=bool)  # [N] slot holds a real sample
         self._head: int | None = None  # one past the newest sample index written
+        self._first: int | None = None  # the first sample index ever written (the stream's audio start)
         self._clock = _RunClock(self.sample_rate, max(max_jitter_s, 1e-4) / 3.0, rate_tolerance, fit_history)
         self._run_count = 0  # samples in the current run (the count the next chunk starts at)
         self._run_active = False
@@ -218,6 +233,8 @@ class AudioRing:
         end = start + len(values)
         if self._head is None:
             self._head = start
+        if self._first is None or start < self._first:
+            self._first = start
         if end > self._head:
             # Slots for [head, end) still hold audio from one capacity ago: invalidate them.
             clear_from = max(self._head, end - self.capacity)
@@ -271,12 +288,14 @@ class AudioRing:
                     found = 0
             else:
                 found = 0
+            warmup = size - found if self._first is None else min(size - found, max(0, min(end, self._first) - start))
         return AudioWindow(
             samples=samples,
             start=start / self.sample_rate,
             end=end / self.sample_rate,
             sample_rate=self.sample_rate,
             missing_samples=size - found,
+            warmup_samples=warmup,
         )
 
     def ready(self, t_end: float, offset: float = 0.0) -> bool:

@@ -62,16 +62,22 @@ def test_counters_and_histograms_increase_while_the_demo_runs(checkpoint: Path) 
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     processed = 'ddavs_frames_processed_total{stream="demo"}'
-    latency = 'ddavs_latency_seconds_count{stream="demo"}'
+    latency = 'ddavs_capture_to_sent_seconds_count{stream="demo"}'
     assert first[processed] >= 3 and second[processed] > first[processed]
     assert second[latency] > first[latency] and second[latency] == second[processed]
-    assert second['ddavs_latency_seconds_bucket{le="+Inf",stream="demo"}'] == second[latency]
+    assert second['ddavs_capture_to_sent_seconds_bucket{le="+Inf",stream="demo"}'] == second[latency]
     assert second["ddavs_batch_size_count"] > first["ddavs_batch_size_count"] >= 1
     assert second["ddavs_batch_size_sum"] >= second["ddavs_batch_size_count"]  # at least one frame a batch
     assert second["ddavs_inference_seconds_count"] == second["ddavs_batch_size_count"]
-    for name in ("ddavs_frames_dropped_total", "ddavs_publisher_dropped_total", "ddavs_audio_gaps_total",
-                 "ddavs_reconnects_total"):
+    for name in ("ddavs_frames_dropped_total", "ddavs_publisher_dropped_total", "ddavs_audio_warmup_windows_total",
+                 "ddavs_audio_incomplete_windows_total", "ddavs_audio_ring_gaps_total",
+                 "ddavs_microphone_overflows_total", "ddavs_engine_failed_frames_total", "ddavs_reconnects_total"):
         assert f'{name}{{stream="demo"}}' in second, name
+    # The first second of a stream is warm-up (its windows reach before the first audio), not a gap:
+    assert second['ddavs_audio_warmup_windows_total{stream="demo"}'] >= 1
+    assert second['ddavs_audio_incomplete_windows_total{stream="demo"}'] == 0
+    assert second['ddavs_engine_failed_frames_total{stream="demo"}'] == 0
+    assert second['ddavs_stream_faulted{stream="demo"}'] == 0.0
     assert second['ddavs_source_state{state="running",stream="demo"}'] == 1.0
     assert second['ddavs_source_state{state="error",stream="demo"}'] == 0.0
 

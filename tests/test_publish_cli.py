@@ -27,7 +27,7 @@ def _frame(seq: int) -> tuple[FrameHeader, np.ndarray, bytes]:
         frame_time=seq / 25,
         capture_wall_time=time.time(),
         audio_window={"start": seq / 25 - 1, "end": seq / 25, "gap_fraction": 0.1, "complete": False},
-        latency={"infer_ms": 12.5, "total_ms": 30.25},
+        latency={"infer_ms": 12.5, "capture_to_publish_ms": 30.25},
         model_id="test",
         mask={"height": 24, "width": 32},
         classes=[{"class_id": 1, "name": "guitar", "pixels": int(mask.sum()), "score": 0.875}],
@@ -56,7 +56,7 @@ def test_subscribe_prints_and_saves_masks_overlays_and_headers(tmp_path: Path) -
     assert proc.returncode == 0, stderr
     lines = stdout.strip().splitlines()
     assert len(lines) == 3
-    assert "demo seq=" in lines[0] and "latency=30.2ms (infer 12.5)" in lines[0]
+    assert "demo seq=" in lines[0] and "to-publish=30.2ms (infer 12.5)" in lines[0]
     assert "guitar:" in lines[0] and "@0.88" in lines[0] and "audio_gap=10%" in lines[0] and "iou=0.500" in lines[0]
 
     headers = [json.loads(line) for line in (out / "headers.jsonl").read_text().splitlines()]

@@ -19,11 +19,12 @@ def _header(**overrides) -> FrameHeader:
         frame_time=12.34,
         capture_wall_time=1_790_000_000.5,
         audio_window={"start": 11.34, "end": 12.34, "gap_fraction": 0.25, "complete": False},
-        latency={"capture_to_infer_ms": 3.0, "infer_ms": 20.5, "publish_ms": 1.5, "total_ms": 25.0},
+        latency={"capture_to_infer_ms": 3.0, "infer_ms": 20.5, "postprocess_ms": 1.5, "capture_to_publish_ms": 25.0},
         model_id="ddavs-small@abc123",
         mask={"height": 24, "width": 32, "encoding": "png-binary", "num_classes": 2},
         classes=[{"class_id": 1, "name": "sounding", "pixels": 96, "score": 0.9}],
-        drops={"frames_dropped": 2, "audio_gaps": 1, "publisher_dropped": 0},
+        drops={"frames_dropped": 2, "publisher_dropped": 0, "engine_failed": 1},
+        audio={"warmup_windows": 25, "incomplete_windows": 1, "ring_gaps": 1, "mic_overflows": 3},
         silent_audio=False,
         ground_truth={"iou": 0.75},
     )
@@ -44,7 +45,7 @@ def test_binary_message_round_trips_with_overlay() -> None:
     parts = encode_message(header, _binary_mask(), encode_jpeg(overlay, quality=95))
     assert parts[0] == b"ddavs/cam1"
     wire = json.loads(parts[1])
-    assert wire["schema"] == "ddavs-rt/frame" and wire["version"] == 2 and wire["epoch"] == 0 and wire["ground_truth"] == {"iou": 0.75}
+    assert wire["schema"] == "ddavs-rt/frame" and wire["version"] == 3 and wire["epoch"] == 0 and wire["ground_truth"] == {"iou": 0.75}
     decoded = decode_message(parts)
     assert decoded.header == header
     np.testing.assert_array_equal(decoded.mask, _binary_mask())
@@ -100,6 +101,10 @@ def _with_header(**changes) -> list[bytes]:
 
 
 def test_header_validation_names_the_field() -> None:
+    with pytest.raises(MessageError, match=r"version 4.*upgrade"):
+        decode_message(_with_header(version=4))
+    with pytest.raises(MessageError, match=r"version 2.*upgrade"):  # total_ms stamped before the send
+        decode_message(_with_header(version=2))
     with pytest.raises(MessageError, match=r"version 1.*upgrade"):
         decode_message(_with_header(version=1))
     with pytest.raises(MessageError, match=r"epoch: Input should be greater than or equal to 0"):

@@ -302,10 +302,13 @@ def test_the_final_line_reports_the_whole_run_not_the_last_interval() -> None:
     run_j, run_f = counters.run_truth()  # the run does not
     assert run_j == pytest.approx((0.9 + 0.7 + 0.5 + 0.1) / 4) and run_f == pytest.approx((0.8 + 0.6 + 0.2) / 3)
     snapshot = StreamHealthSnapshot(
-        stream_id="demo", source_state="running", processed=4, fps=25.0, frames_dropped=0, audio_gaps=0,
-        silent_windows=0, publisher_dropped=0, reconnects=0, latency_p50_ms=1.0, latency_p95_ms=1.0,
-        latency_p99_ms=1.0, infer_p50_ms=1.0, live_j=0.1, live_f=0.2, error=None, run_j=run_j, run_f=run_f,
+        stream_id="demo", source_state="running", processed=4, fps=25.0, frames_dropped=0,
+        silent_windows=0, publisher_dropped=0, reconnects=0, latency_rolling_p50_ms=1.0, latency_rolling_p95_ms=1.0,
+        latency_rolling_p99_ms=1.0, infer_rolling_p50_ms=1.0, live_j=0.1, live_f=0.2, error=None, run_j=run_j,
+        run_f=run_f, latency_run_p50_ms=2.0, latency_run_p95_ms=3.0, latency_run_p99_ms=4.0,
     )
     assert "live J 0.100 F 0.200 J&F 0.150" in format_health(snapshot)
+    assert "latency (last 10 s) p50 1 p95 1 p99 1 ms" in format_health(snapshot)  # rolling, labelled so
+    assert "latency (run) p50 2 p95 3 p99 4 ms" in format_health(snapshot, final=True)
     assert f"run J {run_j:.3f} F {run_f:.3f} J&F {(run_j + run_f) / 2:.3f}" in format_health(snapshot, final=True)
     assert "run J" in format_health(replace(snapshot, run_f=None), final=True)

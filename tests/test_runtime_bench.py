@@ -27,6 +27,7 @@ def test_bench_pipeline_reports_both_passes(tmp_path: Path) -> None:
     full = result["with_engine"]
     assert full["processed"] > 5 and 0.0 <= full["dropped_share"] <= 1.0
     assert full["latency_ms"]["p50"] <= full["latency_ms"]["p95"] <= full["latency_ms"]["p99"]
+    assert full["latency_ms"]["frames"] == full["processed"]  # every frame of the pass, not a recent window
     assert full["rss_mib"]["samples"], "memory was never sampled"
     overhead = result["pipeline_overhead"]
     assert overhead["source_cpu_ms_per_frame"] > 0.0  # the scene's rendering was measured apart

@@ -117,7 +117,7 @@ def _header(stream: str, seq: int) -> FrameHeader:
     # capture times on an exact 10 fps grid, so the viewer's rate does not depend on machine load
     return FrameHeader(stream_id=stream, seq=seq, frame_time=seq / 10, capture_wall_time=_T0 + seq / 10,
                        audio_window=AudioWindowInfo(start=0.0, end=1.0), model_id="m",
-                       latency=Latency(total_ms=12.5), mask=MaskInfo(height=32, width=32))
+                       latency=Latency(capture_to_publish_ms=12.5), mask=MaskInfo(height=32, width=32))
 
 
 def _publish_many(publisher: Publisher, streams: list[str], stop: threading.Event) -> None:

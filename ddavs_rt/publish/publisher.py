@@ -18,8 +18,10 @@ take raises `zmq.Again` (at once), and `drop_policy` decides what happens next:
 The queues are approximate: kernel TCP buffers hold more than the HWM, so a stalled subscriber
 starts to miss messages only once those are full too.
 
-Threads: a ZeroMQ socket belongs to one thread. One thread (the runtime's publishing thread)
-creates, uses and closes a `Publisher`; other threads hand it messages through a queue.
+Threads: a ZeroMQ socket is not thread-safe, so a `Publisher` belongs to the thread that
+creates it, which alone sends through it and closes it. In the runtime that is the scheduler
+thread (`Scheduler.serve` opens it, publishes every frame and closes it on the way out;
+`Runtime.start` only waits for the bind); no other thread holds a reference to it.
 """
 
 from __future__ import annotations

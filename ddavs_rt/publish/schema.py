@@ -2,8 +2,14 @@
 
     [topic b"ddavs/<stream_id>", header JSON (UTF-8), mask PNG, overlay JPEG or b""]
 
-The header is `FrameHeader` (schema "ddavs-rt/frame", version 2). Unknown fields are refused:
-any change to the layout bumps `version`, so a subscriber knows what it reads. The mask PNG is
+The header is `FrameHeader` (schema "ddavs-rt/frame", version 3). Unknown fields are refused:
+any change to the layout bumps `version`, so a subscriber knows what it reads. Version 2 added
+`epoch`. Version 3:
+`latency.total_ms`/`publish_ms` became `capture_to_publish_ms`/`postprocess_ms` (a header is
+serialised before its own message is encoded and sent, so it cannot honestly carry the time of
+its own send; capture-to-sent is recorded after the send, in /metrics and the runtime's health),
+and `drops.audio_gaps` became the `audio` block (warm-up windows apart from real discontinuities,
+ring gaps, microphone overflows). The mask PNG is
 8-bit grey: class ids for "png-class", 0/255 for "png-binary" (so it is visible in an image
 viewer). `decode_message` returns the mask as class ids in both cases (binary: 0 or 1).
 Any client can read a message with a JSON parser and a PNG decoder; this module is the
@@ -24,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ddavs_rt.publish.errors import MessageError
 
 SCHEMA_NAME = "ddavs-rt/frame"
-SCHEMA_VERSION = 2  # 2: `epoch`, the publisher's restart counter
+SCHEMA_VERSION = 3  # 2: `epoch`, the publisher's restart counter; 3: honest latency and audio health
 TOPIC_PREFIX = "ddavs/"
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"  # safe in a topic and a file name
 
@@ -43,12 +49,19 @@ class AudioWindowInfo(_Strict):
 
 
 class Latency(_Strict):
-    """Milliseconds: capture -> inference start, inference, encoding + send, capture -> sent."""
+    """Milliseconds, all measured before this message is encoded and sent:
+
+    `capture_to_infer_ms` capture -> the engine call began; `infer_ms` the engine call (for the
+    whole batch); `postprocess_ms` mask, classes, live score and overlay of this frame;
+    `capture_to_publish_ms` capture -> this header was stamped, just before the mask PNG is
+    encoded and the message sent. Capture-to-sent (after the send) is not in the header: see
+    `ddavs_capture_to_sent_seconds` in /metrics.
+    """
 
     capture_to_infer_ms: float = Field(0.0, ge=0)
     infer_ms: float = Field(0.0, ge=0)
-    publish_ms: float = Field(0.0, ge=0)
-    total_ms: float = Field(0.0, ge=0)
+    postprocess_ms: float = Field(0.0, ge=0)
+    capture_to_publish_ms: float = Field(0.0, ge=0)
 
 
 class MaskInfo(_Strict):
@@ -76,11 +89,27 @@ class ClassInfo(_Strict):
 
 
 class Drops(_Strict):
-    """Counters since the stream started: dropped frames, audio gaps, publisher drops."""
+    """Counters since the stream started: frames replaced or dropped before processing, sends
+    that found a subscriber queue full (before this message), frames lost to engine failures."""
 
     frames_dropped: int = Field(0, ge=0)
-    audio_gaps: int = Field(0, ge=0)
     publisher_dropped: int = Field(0, ge=0)
+    engine_failed: int = Field(0, ge=0)
+
+
+class AudioHealth(_Strict):
+    """Counters since the stream started, including this frame's window:
+
+    `warmup_windows` windows that reached back before the stream's first audio (expected at the
+    start); `incomplete_windows` windows missing audio after the stream's audio began (a real
+    discontinuity or audio too late for its frame); `ring_gaps` discontinuities in the stream's
+    audio; `mic_overflows` PortAudio input overflows of a microphone (0 for other sources).
+    """
+
+    warmup_windows: int = Field(0, ge=0)
+    incomplete_windows: int = Field(0, ge=0)
+    ring_gaps: int = Field(0, ge=0)
+    mic_overflows: int = Field(0, ge=0)
 
 
 class FrameHeader(_Strict):
@@ -89,7 +118,7 @@ class FrameHeader(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_name: Literal["ddavs-rt/frame"] = Field(SCHEMA_NAME, alias="schema")
-    version: Literal[2] = SCHEMA_VERSION
+    version: Literal[3] = SCHEMA_VERSION
     stream_id: str = Field(pattern=STREAM_ID_PATTERN, max_length=128)
     # `seq` counts from 0 on each start of the stream's publisher; `epoch` counts those starts
     # (0 the first time; a cluster shard restarted on another worker publishes epoch + 1), so a
@@ -104,6 +133,7 @@ class FrameHeader(_Strict):
     mask: MaskInfo
     classes: list[ClassInfo] = Field(default_factory=list)
     drops: Drops = Field(default_factory=Drops)
+    audio: AudioHealth = Field(default_factory=AudioHealth)
     silent_audio: bool = False
     # Live accuracy against a synthetic source's ground truth (demo only), e.g. {"iou": 0.71}.
     ground_truth: dict[str, float] | None = None

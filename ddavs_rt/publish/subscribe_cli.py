@@ -76,7 +76,7 @@ def describe(frame: DecodedFrame) -> str:
     classes = ", ".join(f"{c.name}:{c.pixels}px@{c.score:.2f}" for c in h.classes) or "none"
     parts = [
         f"{h.stream_id} seq={h.seq} t={h.frame_time:.3f}s",
-        f"latency={h.latency.total_ms:.1f}ms (infer {h.latency.infer_ms:.1f})",
+        f"to-publish={h.latency.capture_to_publish_ms:.1f}ms (infer {h.latency.infer_ms:.1f})",
         f"classes=[{classes}]",
     ]
     if not h.audio_window.complete:

@@ -153,11 +153,21 @@ def _fmt(value: float | None, pattern: str = "{:.0f}") -> str:
 def format_health(h: StreamHealthSnapshot, final: bool = False) -> str:
     """One status line; `final` reports the accuracy of the whole run instead of the last interval."""
     label, j, f = ("run", h.run_j, h.run_f) if final else ("live", h.live_j, h.live_f)
+    # capture to sent: the last `rolling_s` seconds while running, the whole run on the final line
+    if final:
+        latency = (f"latency (run) p50 {_fmt(h.latency_run_p50_ms)} p95 {_fmt(h.latency_run_p95_ms)} "
+                   f"p99 {_fmt(h.latency_run_p99_ms)} ms")
+    else:
+        latency = (f"latency (last {h.rolling_s:.0f} s) p50 {_fmt(h.latency_rolling_p50_ms)} "
+                   f"p95 {_fmt(h.latency_rolling_p95_ms)} p99 {_fmt(h.latency_rolling_p99_ms)} ms")
     line = (
-        f"[{h.stream_id}] {h.fps:5.1f} fps | latency p50 {_fmt(h.latency_p50_ms)} p95 {_fmt(h.latency_p95_ms)} "
-        f"p99 {_fmt(h.latency_p99_ms)} ms | infer {_fmt(h.infer_p50_ms)} ms | dropped {h.frames_dropped} "
-        f"| audio gaps {h.audio_gaps}"
+        f"[{h.stream_id}] {h.fps:5.1f} fps | {latency} | infer {_fmt(h.infer_rolling_p50_ms)} ms "
+        f"| dropped {h.frames_dropped} | audio gaps {h.audio_incomplete_windows}"
     )
+    if h.audio_ring_gaps or h.mic_overflows:
+        line += f" (discontinuities {h.audio_ring_gaps}, mic overflows {h.mic_overflows})"
+    if h.engine_failed_frames:
+        line += f" | engine failed on {h.engine_failed_frames} frame(s)"
     if h.silent_windows:
         line += f" | silent (no audio) {h.silent_windows}"
     if h.reconnects:

@@ -1,9 +1,14 @@
 """The runtime: sources -> streams -> scheduler -> engine -> publisher, started and stopped as one.
 
     runtime = Runtime(config, engine)       # engine from ddavs_rt.engine.open_engine
-    runtime.start()                         # opens every source (one-line SourceError if none can)
-    runtime.run(stop_event, on_stats=...)   # serves until stop_event, duration or all sources end
-    runtime.close()                         # stops sources, closes the socket (idempotent)
+    runtime.start()                         # binds the publisher, opens every source (one-line
+                                            # error if the bind fails or no source can open)
+    runtime.run(stop_event, on_stats=...)   # serves until stop_event, duration or all sources end;
+                                            # raises EngineFailed when the engine keeps failing
+    runtime.close()                         # stops sources and the scheduler thread (idempotent)
+
+The publisher's ZeroMQ socket belongs to the scheduler thread: `start()` starts that thread, which
+binds the socket, and waits for the bind; the thread closes the socket when it ends.
 
 A source that fails to open is reported; the runtime goes on with the others, and exits with an
 error only when none could be opened. Network sources reconnect by themselves (capture/media.py).
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 from ddavs_rt.capture.base import SourceState
 from ddavs_rt.config import RuntimeConfig
 from ddavs_rt.engine.base import Engine
-from ddavs_rt.errors import DdavsError, SourceError
+from ddavs_rt.errors import DdavsError, EngineFailed, SourceError
 from ddavs_rt.publish.publisher import Publisher
 from ddavs_rt.runtime.health import StreamHealthSnapshot
 from ddavs_rt.runtime.scheduler import Scheduler
@@ -37,7 +42,9 @@ _ENDED = (SourceState.FINISHED, SourceState.ERROR, SourceState.STOPPED)
 
 
 class Runtime:
-    def __init__(self, config: RuntimeConfig, engine: Engine, publisher: Publisher | None = None) -> None:
+    def __init__(
+        self, config: RuntimeConfig, engine: Engine, open_publisher: Callable[[], Publisher] | None = None
+    ) -> None:
         if not config.sources:
             raise DdavsError("no sources configured; pass --demo, --camera, --rtsp or --file")
         self.config = config
@@ -47,12 +54,16 @@ class Runtime:
         self.streams: list[Stream] = [
             build_stream(source, spec.sample_rate, config.audio_buffer_s, self.wakeup) for source in config.sources
         ]
-        if publisher is None:
-            from ddavs_rt.publish.keys import open_publisher
+        if open_publisher is None:
+            from ddavs_rt.publish.keys import open_publisher as open_configured
 
-            publisher = open_publisher(config.publish, send_hwm=config.send_hwm, curve_keys=config.curve_keys)
-        self.publisher = publisher
-        self.scheduler = Scheduler(self.streams, engine, self.publisher, config, self.wakeup)
+            def open_publisher() -> Publisher:
+                return open_configured(config.publish, send_hwm=config.send_hwm, curve_keys=config.curve_keys)
+
+        self.scheduler = Scheduler(self.streams, engine, open_publisher, config, self.wakeup)
+        self._stop_scheduler = threading.Event()
+        self._scheduler_failure: list[BaseException] = []
+        self._worker: threading.Thread | None = None
         self.metrics: RuntimeMetrics | None = None
         self.recorder: Recorder | None = None
         if config.metrics is not None:
@@ -64,7 +75,31 @@ class Runtime:
         self.started_at = 0.0
         self._closed = False
 
+    @property
+    def endpoint(self) -> str | None:
+        """The bound ZeroMQ endpoint (after start())."""
+        publisher = self.scheduler.publisher
+        return None if publisher is None else publisher.endpoint
+
+    def _start_scheduler(self) -> None:
+        """Start the scheduler thread; it binds the publisher. Raises the bind's error here."""
+        opened = threading.Event()
+        self._worker = threading.Thread(
+            target=self.scheduler.serve, args=(self._stop_scheduler, opened, self._scheduler_failure),
+            name="scheduler", daemon=True,
+        )
+        self._worker.start()
+        opened.wait()
+        if self._scheduler_failure:
+            self._worker.join()
+            raise self._scheduler_failure[0]
+
     def start(self) -> None:
+        try:
+            self._start_scheduler()
+        except BaseException:
+            self.close()
+            raise
         failures: list[str] = []
         for stream in self.streams:
             try:
@@ -93,14 +128,20 @@ class Runtime:
         stop: threading.Event,
         on_stats: Callable[[list[StreamHealthSnapshot]], None] | None = None,
     ) -> None:
-        """Serve until `stop` is set, `duration_s` has passed, or every source has ended."""
-        worker = threading.Thread(target=self._serve, args=(stop,), name="scheduler", daemon=True)
-        worker.start()
+        """Serve until `stop` is set, `duration_s` has passed, or every source has ended.
+
+        Raises `EngineFailed` (after stopping) when the scheduler ended because the engine failed.
+        """
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError("Runtime.run() before start()")
         next_stats = time.monotonic() + self.config.stats_interval_s
         try:
             while not stop.is_set():
                 stop.wait(0.1)
                 now = time.monotonic()
+                if not worker.is_alive():  # the engine failed (the error is raised below)
+                    break
                 if self.config.duration_s is not None and now - self.started_at >= self.config.duration_s:
                     break
                 if self._all_ended():
@@ -112,18 +153,27 @@ class Runtime:
                     on_stats(self.health())
         finally:
             stop.set()
-            worker.join(timeout=10.0)
+            self._stop_worker()
+        if self._scheduler_failure:
+            failure = self._scheduler_failure[0]
+            if isinstance(failure, EngineFailed):
+                raise failure
+            log.error("the scheduler failed", exc_info=failure)
+            raise EngineFailed(f"the scheduler failed ({type(failure).__name__}: {failure}); stopping") from failure
 
-    def _serve(self, stop: threading.Event) -> None:
-        try:
-            self.scheduler.run(stop)
-        except Exception:
-            log.exception("the scheduler failed; stopping")
-            stop.set()
+    def _stop_worker(self) -> None:
+        """Stop the scheduler thread; it closes the publisher's socket itself, on its own thread."""
+        worker = self._worker
+        self._stop_scheduler.set()
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=10.0)
+            if worker.is_alive():  # stuck in the engine: its socket is left to it, never touched here
+                log.warning("the scheduler thread did not stop within 10 s; leaving it to the process exit")
 
     def _all_ended(self) -> bool:
         return all(
-            all(source.state in _ENDED for source in stream.sources) and not stream.has_pending()
+            stream.fault is not None
+            or (all(source.state in _ENDED for source in stream.sources) and not stream.has_pending())
             for stream in self.streams
         )
 
@@ -134,6 +184,7 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        self._stop_worker()  # first: nothing more is published, the socket is closed by its thread
         for stream in self.streams:
             for source in stream.sources:
                 try:
@@ -144,7 +195,6 @@ class Runtime:
             self.recorder.close()  # the scheduler thread has stopped: nothing more is queued
         if self.metrics is not None:
             self.metrics.close()
-        self.publisher.close()
         self.engine.close()
 
     def __enter__(self) -> "Runtime":

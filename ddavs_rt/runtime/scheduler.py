@@ -1,12 +1,28 @@
 """The scheduler: newest frame of each stream -> one batch -> one engine -> publish.
 
-One thread runs `Scheduler.run`. Each round it waits for a frame on any stream, then up to
+One thread, the scheduler thread, runs `Scheduler.serve`: it opens the publisher (so its ZeroMQ
+socket is created, used and closed on this thread and no other), then serves rounds until told
+to stop, then closes the publisher. Each round it waits for a frame on any stream, then up to
 `batch_deadline_ms` for the other streams to offer theirs (so streams are batched together when
 they arrive close in time), takes the newest pending frame of each stream (at most `max_batch`,
 round-robin across rounds so no stream starves), waits a bounded time (`audio_wait_ms`) for audio
 that has not yet arrived for those frames, cuts each frame's 1-second window, runs the engine once
-for the batch, and publishes one message per frame. A failure while publishing or post-processing
-one frame is logged and counted; it never stops the other streams.
+for the batch, and publishes one message per frame.
+
+Faults are contained:
+- A failure while post-processing or publishing one frame is logged and counted; it never stops
+  the other streams.
+- A failing engine call drops the batch (counted in `failed_batches`) and retries its frames one
+  by one. Frames that succeed alone are published; a frame that fails alone is lost and counted
+  for its stream. A stream whose frames fail `STREAM_FAULT_AFTER` times in a row while the engine
+  serves other frames is *faulted*: its input poisons the engine, so it is served no more
+  (`Stream.fault` says why) and the others go on. When no frame of a batch succeeds, the engine
+  itself is failing; after `ENGINE_FAIL_AFTER` such batches in a row `serve` ends with
+  `EngineFailed` (one line), which the runtime turns into a non-zero exit.
+
+Times: `capture_to_publish_ms` is stamped into the header just before the message is encoded and
+sent; capture-to-sent is taken after the send returned and goes to the stream's counters and the
+`on_sent` observers (metrics), never into the message itself.
 """
 
 from __future__ import annotations
@@ -20,15 +36,27 @@ import numpy as np
 
 from ddavs_rt.capture.types import VideoFrame
 from ddavs_rt.config import RuntimeConfig
-from ddavs_rt.engine.base import Engine
+from ddavs_rt.engine.base import Engine, resize_frames
+from ddavs_rt.errors import EngineFailed
 from ddavs_rt.publish.overlay import encode_jpeg, render_overlay
 from ddavs_rt.publish.publisher import Publisher
-from ddavs_rt.publish.schema import AudioWindowInfo, Drops, FrameHeader, Latency, MaskInfo, encode_message
-from ddavs_rt.runtime.postprocess import live_accuracy, logits_to_result
+from ddavs_rt.publish.schema import (
+    AudioHealth,
+    AudioWindowInfo,
+    Drops,
+    FrameHeader,
+    Latency,
+    MaskInfo,
+    encode_message,
+)
+from ddavs_rt.runtime.postprocess import FrameResult, live_accuracy, logits_to_result
 from ddavs_rt.runtime.stream import Stream
 from ddavs_rt.sync import AudioWindow
 
 log = logging.getLogger(__name__)
+
+ENGINE_FAIL_AFTER = 3  # batches in a row in which no frame succeeded, even alone
+STREAM_FAULT_AFTER = 3  # frames of one stream in a row that failed alone while others succeeded
 
 
 class Scheduler:
@@ -36,27 +64,54 @@ class Scheduler:
         self,
         streams: list[Stream],
         engine: Engine,
-        publisher: Publisher,
+        open_publisher: Callable[[], Publisher],
         config: RuntimeConfig,
         wakeup: threading.Event,
     ) -> None:
         self.streams = streams
         self.engine = engine
-        self.publisher = publisher
+        self.open_publisher = open_publisher
+        self.publisher: Publisher | None = None  # opened and closed by `serve`, on its thread
         self.config = config
         self.wakeup = wakeup
         self.spec = engine.spec
         self.window_s = self.spec.window_samples / self.spec.sample_rate
         self.batches = 0
         self.batch_sizes: list[int] = []
-        self.errors = 0
+        self.errors = 0  # frames whose post-processing or publishing failed
+        self.failed_batches = 0  # engine calls that raised (the batch's first try)
         self.publisher_dropped: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._start = 0
         self.epoch = 0  # the header's restart counter; a cluster shard sets it before running
+        self._engine_failures_in_a_row = 0
+        self._stream_failures_in_a_row: dict[str, int] = {s.stream_id: 0 for s in streams}
         # Observers (metrics, recorder), called on the scheduler thread; they must not block.
         self.on_batch: list[Callable[[int, float], None]] = []  # (batch size, inference ms)
         # (stream id, header, mask PNG, overlay JPEG or None), after each frame is sent
         self.on_published: list[Callable[[str, FrameHeader, bytes, bytes | None], None]] = []
+        # (stream id, capture-to-sent ms), after each send returned
+        self.on_sent: list[Callable[[str, float], None]] = []
+
+    # ------------------------------------------------------------------------------ thread
+    def serve(self, stop: threading.Event, opened: threading.Event, failure: list[BaseException]) -> None:
+        """The scheduler thread's body: open the publisher, run until `stop`, close the publisher.
+
+        `opened` is set once the publisher is bound (or failed to bind: the error is appended to
+        `failure`). An `EngineFailed` (or any error that escapes) is appended to `failure` too.
+        """
+        try:
+            self.publisher = self.open_publisher()
+        except BaseException as error:  # noqa: BLE001 - handed to the thread that waits on `opened`
+            failure.append(error)
+            opened.set()
+            return
+        opened.set()
+        try:
+            self.run(stop)
+        except BaseException as error:  # noqa: BLE001 - the runtime reports it on its own thread
+            failure.append(error)
+        finally:
+            self.publisher.close()
 
     # ------------------------------------------------------------------------------ loop
     def run(self, stop: threading.Event) -> None:
@@ -65,14 +120,43 @@ class Scheduler:
                 continue
             self.wakeup.clear()
             deadline = time.monotonic() + self.config.batch_deadline_ms / 1000.0
-            while time.monotonic() < deadline and not all(s.has_pending() for s in self.streams):
+            while time.monotonic() < deadline and not all(s.has_pending() for s in self._live_streams()):
                 time.sleep(0.0005)
             self.step()
-            if any(s.has_pending() for s in self.streams):
+            if any(s.has_pending() for s in self._live_streams()):
                 self.wakeup.set()
 
+    def _live_streams(self) -> list[Stream]:
+        return [s for s in self.streams if s.fault is None]
+
     def step(self) -> int:
-        """Serve one batch; returns the number of frames processed."""
+        """Serve one batch; returns the number of frames published."""
+        batch = self._take_batch()
+        if not batch:
+            return 0
+        windows = self._audio_windows(batch)
+        t_infer = time.time()
+        logits = self._infer(batch, windows)
+        infer_ms = (time.time() - t_infer) * 1000.0
+        self.batches += 1
+        self.batch_sizes.append(len(batch))
+        if len(self.batch_sizes) > 10000:
+            del self.batch_sizes[:5000]
+        self._notify(self.on_batch, len(batch), infer_ms)
+        published = 0
+        for (stream, frame), window, frame_logits in zip(batch, windows, logits):
+            if frame_logits is None:
+                continue
+            try:
+                self._publish(stream, frame, window, frame_logits, t_infer, infer_ms)
+                published += 1
+            except Exception:  # one frame's failure must not stop the others
+                self.errors += 1
+                log.exception("stream %s: publishing frame %d failed", stream.stream_id, frame.index)
+        return published
+
+    # ------------------------------------------------------------------------------ batch
+    def _take_batch(self) -> list[tuple[Stream, VideoFrame]]:
         order = self.streams[self._start :] + self.streams[: self._start]
         self._start = (self._start + 1) % max(1, len(self.streams))
         batch: list[tuple[Stream, VideoFrame]] = []
@@ -80,39 +164,13 @@ class Scheduler:
             if len(batch) >= self.config.max_batch:
                 break
             frame = stream.take()
-            if frame is not None:
-                batch.append((stream, frame))
-        if not batch:
-            return 0
-        windows = self._audio_windows(batch)
-        t_infer = time.time()
-        frames = np.stack([self._fit(frame.image) for _, frame in batch])  # [B, H, W, 3]
-        audio = np.stack([w.samples for w in windows])  # [B, S]
-        logits = self.engine.infer(frames, audio)  # [B, K, h, w]
-        infer_ms = (time.time() - t_infer) * 1000.0
-        self.batches += 1
-        self.batch_sizes.append(len(batch))
-        if len(self.batch_sizes) > 10000:
-            del self.batch_sizes[:5000]
-        self._notify(self.on_batch, len(batch), infer_ms)
-        for (stream, frame), window, frame_logits in zip(batch, windows, logits):
-            try:
-                self._publish(stream, frame, window, frame_logits, t_infer, infer_ms)
-            except Exception:  # one frame's failure must not stop the others
-                self.errors += 1
-                log.exception("stream %s: publishing frame %d failed", stream.stream_id, frame.index)
-        return len(batch)
-
-    # ------------------------------------------------------------------------------ parts
-    def _fit(self, image: np.ndarray) -> np.ndarray:
-        """Frames of different streams may differ in size; the batch takes the engine's size."""
-        h, w = self.spec.input_size
-        if image.shape[:2] == (h, w):
-            return image
-        import cv2
-
-        interpolation = cv2.INTER_AREA if image.shape[0] > h else cv2.INTER_LINEAR
-        return cv2.resize(image, (w, h), interpolation=interpolation)
+            if frame is None:
+                continue
+            if stream.fault is not None:  # served no more; its frames are counted as dropped
+                stream.frames_dropped += 1
+                continue
+            batch.append((stream, frame))
+        return batch
 
     def _audio_windows(self, batch: list[tuple[Stream, VideoFrame]]) -> list[AudioWindow]:
         offset = self.config.audio_offset_s
@@ -124,6 +182,72 @@ class Scheduler:
                 time.sleep(0.001)
         return [stream.ring.window(frame.time, self.window_s, offset) for stream, frame in batch]
 
+    def _inputs(self, batch: list[tuple[Stream, VideoFrame]], windows: list[AudioWindow]) -> tuple[np.ndarray, np.ndarray]:
+        # Streams may differ in frame size: each frame takes the engine's size (by the engine's own
+        # resize, the one place it is done) so that they stack into one batch.
+        size = self.spec.input_size
+        frames = np.concatenate([resize_frames(frame.image[None], size) for _, frame in batch])  # [B, H, W, 3]
+        audio = np.stack([w.samples for w in windows])  # [B, S]
+        return frames, audio
+
+    def _infer(self, batch: list[tuple[Stream, VideoFrame]], windows: list[AudioWindow]) -> list[np.ndarray | None]:
+        """Logits [K, h, w] per frame, None for a frame the engine failed on (see the module doc)."""
+        frames, audio = self._inputs(batch, windows)
+        try:
+            logits = self.engine.infer(frames, audio)  # [B, K, h, w]
+        except Exception as error:
+            self.failed_batches += 1
+            log.warning("the engine failed on a batch of %d frame(s) (%s: %s); retrying them one by one",
+                        len(batch), type(error).__name__, error)
+            return self._retry_alone(batch, frames, audio, error)
+        self._engine_failures_in_a_row = 0
+        for stream, _ in batch:
+            self._stream_failures_in_a_row[stream.stream_id] = 0
+        return list(logits)
+
+    def _retry_alone(
+        self,
+        batch: list[tuple[Stream, VideoFrame]],
+        frames: np.ndarray,
+        audio: np.ndarray,
+        batch_error: Exception,
+    ) -> list[np.ndarray | None]:
+        results: list[np.ndarray | None] = []
+        errors: dict[str, Exception] = {}
+        for i, (stream, _frame) in enumerate(batch):
+            if len(batch) == 1:  # the batch was this frame alone: no second try of the same call
+                error: Exception | None = batch_error
+            else:
+                try:
+                    results.append(self.engine.infer(frames[i : i + 1], audio[i : i + 1])[0])
+                    self._stream_failures_in_a_row[stream.stream_id] = 0
+                    continue
+                except Exception as alone_error:  # noqa: BLE001 - counted and reported below
+                    error = alone_error
+            results.append(None)
+            errors[stream.stream_id] = error
+            stream.counters.record_engine_failure()
+            self._stream_failures_in_a_row[stream.stream_id] += 1
+        if len(errors) == len(batch):  # nothing succeeded: the engine itself is failing
+            self._engine_failures_in_a_row += 1
+            if self._engine_failures_in_a_row >= ENGINE_FAIL_AFTER:
+                raise EngineFailed(
+                    f"the {self.spec.backend} engine failed on {self._engine_failures_in_a_row} batches in a row, "
+                    f"each frame alone too (last: {type(batch_error).__name__}: {batch_error}); stopping. "
+                    "Check the model and backend (e.g. run `ddavs-rt bench` on it), then restart"
+                )
+            return results
+        self._engine_failures_in_a_row = 0
+        for stream, _ in batch:
+            failures = self._stream_failures_in_a_row[stream.stream_id]
+            if failures >= STREAM_FAULT_AFTER and stream.fault is None:
+                last = errors.get(stream.stream_id, batch_error)
+                stream.fault = (f"the engine failed on {failures} frames of this stream in a row while serving the "
+                                f"others ({type(last).__name__}: {last}); the stream is stopped")
+                log.error("stream %s: %s", stream.stream_id, stream.fault)
+        return results
+
+    # ------------------------------------------------------------------------------ publish
     def _publish(
         self,
         stream: Stream,
@@ -133,21 +257,57 @@ class Scheduler:
         t_infer: float,
         infer_ms: float,
     ) -> None:
+        """One frame: post-process, score, overlay, header, encode and send, then record."""
         t_post = time.time()
+        result = self._postprocess(frame, logits)
+        truth = self._score(stream, frame, logits)
+        overlay = self._overlay(frame, result)
+        self._record_audio(stream, window)
+        header = self._header(stream, frame, window, result, truth, t_infer, infer_ms, t_post)
+        parts = encode_message(header, result.mask, overlay)  # [topic, header JSON, mask PNG, overlay]
+        self._send(stream, parts)
+        capture_to_sent_ms = max(0.0, (time.time() - frame.wall_time) * 1000.0)  # after the send returned
+        stream.counters.record_sent(capture_to_sent_ms, infer_ms)
+        self._notify(self.on_sent, stream.stream_id, capture_to_sent_ms)
+        self._notify(self.on_published, stream.stream_id, header, parts[2], overlay)
+
+    def _postprocess(self, frame: VideoFrame, logits: np.ndarray) -> FrameResult:
         height, width = frame.image.shape[:2]
-        result = logits_to_result(logits, (height, width), self.spec.class_names, self.config.mask_threshold)
-        truth = None
-        if frame.ground_truth is not None:
-            j, f = live_accuracy(logits, frame.ground_truth)
-            stream.counters.record_truth(j, f)
-            truth = {"j": j} if f is None else {"j": j, "f": f}
-        overlay = (
-            encode_jpeg(render_overlay(frame.image, result.mask), self.config.jpeg_quality)
-            if self.config.overlay
-            else None
+        return logits_to_result(logits, (height, width), self.spec.class_names, self.config.mask_threshold)
+
+    def _score(self, stream: Stream, frame: VideoFrame, logits: np.ndarray) -> dict[str, float] | None:
+        """Live J/F against a synthetic source's ground truth (None for real sources)."""
+        if frame.ground_truth is None:
+            return None
+        j, f = live_accuracy(logits, frame.ground_truth)
+        stream.counters.record_truth(j, f)
+        return {"j": j} if f is None else {"j": j, "f": f}
+
+    def _overlay(self, frame: VideoFrame, result: FrameResult) -> bytes | None:
+        if not self.config.overlay:
+            return None
+        return encode_jpeg(render_overlay(frame.image, result.mask), self.config.jpeg_quality)
+
+    def _record_audio(self, stream: Stream, window: AudioWindow) -> None:
+        """Count this frame's window before its header is built, so the header includes it."""
+        stream.counters.record_audio(
+            silent=not stream.has_audio, warmup=window.warmup, incomplete=window.gap_samples > 0
         )
-        silent = not stream.has_audio
-        header = FrameHeader(
+
+    def _header(
+        self,
+        stream: Stream,
+        frame: VideoFrame,
+        window: AudioWindow,
+        result: FrameResult,
+        truth: dict[str, float] | None,
+        t_infer: float,
+        infer_ms: float,
+        t_post: float,
+    ) -> FrameHeader:
+        now = time.time()
+        counters = stream.counters
+        return FrameHeader(
             stream_id=stream.stream_id,
             epoch=self.epoch,
             seq=stream.next_seq(),
@@ -159,28 +319,32 @@ class Scheduler:
             latency=Latency(
                 capture_to_infer_ms=max(0.0, (t_infer - frame.wall_time) * 1000.0),
                 infer_ms=infer_ms,
-                publish_ms=0.0,
-                total_ms=0.0,
+                postprocess_ms=max(0.0, (now - t_post) * 1000.0),
+                capture_to_publish_ms=max(0.0, (now - frame.wall_time) * 1000.0),
             ),
             model_id=self.spec.model_id,
-            mask=MaskInfo(height=height, width=width, encoding=result.encoding, num_classes=result.num_classes),
+            mask=MaskInfo(height=result.mask.shape[0], width=result.mask.shape[1], encoding=result.encoding,
+                          num_classes=result.num_classes),
             classes=result.classes,
             drops=Drops(
                 frames_dropped=stream.frames_dropped,
-                audio_gaps=stream.counters.audio_gaps,
                 publisher_dropped=self.publisher_dropped[stream.stream_id],
+                engine_failed=counters.engine_failed_frames,
             ),
-            silent_audio=silent,
+            audio=AudioHealth(
+                warmup_windows=counters.audio_warmup_windows,
+                incomplete_windows=counters.audio_incomplete_windows,
+                ring_gaps=stream.ring.gaps,
+                mic_overflows=stream.mic_overflows(),
+            ),
+            silent_audio=not stream.has_audio,
             ground_truth=truth,
         )
-        now = time.time()
-        header.latency.publish_ms = (now - t_post) * 1000.0
-        header.latency.total_ms = max(0.0, (now - frame.wall_time) * 1000.0)
-        parts = encode_message(header, result.mask, overlay)  # [topic, header JSON, mask PNG, overlay]
+
+    def _send(self, stream: Stream, parts: list[bytes]) -> None:
+        assert self.publisher is not None, "the publisher is opened by serve() on this thread"
         if not self.publisher.send(parts):
             self.publisher_dropped[stream.stream_id] += 1
-        stream.counters.record(header.latency.total_ms, infer_ms, window.complete, silent)
-        self._notify(self.on_published, stream.stream_id, header, parts[2], overlay)
 
     def _notify(self, observers: list[Callable[..., None]], *args: object) -> None:
         for observer in observers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 
 from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.microphone import MicrophoneSource
 from ddavs_rt.capture.types import AudioChunk, VideoFrame
 from ddavs_rt.runtime.health import StreamCounters, StreamHealthSnapshot
 from ddavs_rt.sync import AudioRing
@@ -32,6 +33,9 @@ class Stream:
         self.audio_source: Source | None = None
         self.frames_dropped = 0
         self.seq = 0
+        # Set by the scheduler when the engine keeps failing on this stream's input alone: the
+        # stream is served no more (one line saying why); None while it is healthy.
+        self.fault: str | None = None
         self._pending: VideoFrame | None = None
         self._lock = threading.Lock()
         self._wakeup = wakeup
@@ -68,37 +72,52 @@ class Stream:
             frame, self._pending = self._pending, None
             return frame
 
+    def mic_overflows(self) -> int:
+        """PortAudio input overflows reported by the stream's microphone (0 without one)."""
+        source = self.audio_source
+        return source.overflows if isinstance(source, MicrophoneSource) else 0
+
     def next_seq(self) -> int:
         seq = self.seq
         self.seq += 1
         return seq
 
     def health(self, publisher_dropped: int = 0) -> StreamHealthSnapshot:
-        p50, p95, p99 = self.counters.latency.percentiles()
-        (infer50,) = self.counters.infer.percentiles((50,))
+        (p50, p95, p99), (run50, run95, run99), infer50 = self.counters.latency_percentiles()
         j, f = self.counters.take_truth()
         run_j, run_f = self.counters.run_truth()
         source_health = [source.health() for source in self.sources]
         source_drops = sum(h.video_dropped for h in source_health)
         state = source_health[0].state.value if source_health else "none"
         errors = [h.error for h in source_health if h.error]
+        if self.fault is not None:
+            errors.insert(0, self.fault)
         return StreamHealthSnapshot(
             stream_id=self.stream_id,
             source_state=state,
             processed=self.counters.processed,
             fps=self.counters.fps(),
             frames_dropped=self.frames_dropped + source_drops,
-            audio_gaps=self.counters.audio_gaps,
             silent_windows=self.counters.silent_windows,
             publisher_dropped=publisher_dropped,
             reconnects=sum(h.reconnects for h in source_health),
-            latency_p50_ms=p50,
-            latency_p95_ms=p95,
-            latency_p99_ms=p99,
-            infer_p50_ms=infer50,
+            latency_rolling_p50_ms=p50,
+            latency_rolling_p95_ms=p95,
+            latency_rolling_p99_ms=p99,
+            infer_rolling_p50_ms=infer50,
             live_j=j,
             live_f=f,
             error=errors[0] if errors else None,
             run_j=run_j,
             run_f=run_f,
+            latency_run_p50_ms=run50,
+            latency_run_p95_ms=run95,
+            latency_run_p99_ms=run99,
+            rolling_s=self.counters.latency.seconds,
+            audio_warmup_windows=self.counters.audio_warmup_windows,
+            audio_incomplete_windows=self.counters.audio_incomplete_windows,
+            audio_ring_gaps=self.ring.gaps,
+            mic_overflows=self.mic_overflows(),
+            engine_failed_frames=self.counters.engine_failed_frames,
+            fault=self.fault,
         )

@@ -47,11 +47,11 @@ class Board:
         h = frame.header
         image, content_type = (frame.overlay_jpeg, "image/jpeg") if frame.overlay_jpeg else (frame.mask_png, "image/png")
         summary = {
-            "latency_ms": round(h.latency.total_ms, 1),
+            "latency_ms": round(h.latency.capture_to_publish_ms, 1),  # capture to publish start
             "infer_ms": round(h.latency.infer_ms, 1),
             "frames_dropped": h.drops.frames_dropped,
             "publisher_dropped": h.drops.publisher_dropped,
-            "audio_gaps": h.drops.audio_gaps,
+            "audio_gaps": h.audio.incomplete_windows,  # after the stream's audio began, not warm-up
             "silent_audio": h.silent_audio,
             "classes": [c.name for c in h.classes],
         }

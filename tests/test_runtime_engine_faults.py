@@ -1,0 +1,199 @@
+"""Engine faults are contained: a real engine (torch, a real checkpoint) wrapped by a test double
+only to inject the exception, real synthetic sources, a real ZeroMQ subscriber on 127.0.0.1.
+
+- one batch fails: it is retried frame by frame, nothing is lost, every stream goes on;
+- one stream's frames poison the engine: that stream is faulted, the others keep publishing;
+- the engine itself keeps failing: `run` ends with EngineFailed (one line).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from ddavs_rt.config import RuntimeConfig, SyntheticSourceConfig
+from ddavs_rt.engine import open_engine
+from ddavs_rt.errors import EngineFailed
+from ddavs_rt.publish.schema import decode_message
+from ddavs_rt.runtime.runner import Runtime
+from support.rtsp_server import free_port
+
+MAGIC = np.array([7, 77, 177], np.uint8)  # a corner stamped on the poisoned stream's frames
+WAIT_S = 180.0  # generous: a loaded 2-core machine
+
+
+class FaultInjectingEngine:
+    """The real engine; raises only where a test asks (a call number, or a stamped frame)."""
+
+    def __init__(self, engine, fail_calls: set[int] = frozenset(), poison: bool = False, fail_from: int | None = None):
+        self.inner = engine
+        self.spec = engine.spec
+        self.calls = 0
+        self.fail_calls = set(fail_calls)
+        self.poison = poison
+        self.fail_from = fail_from
+
+    def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls in self.fail_calls:
+            raise RuntimeError(f"injected failure on call {self.calls}")
+        if self.fail_from is not None and self.calls >= self.fail_from:
+            raise RuntimeError("injected: the device is gone")
+        if self.poison and any((f[:8, :8] == MAGIC).all() for f in frames):
+            raise ValueError("injected: this input breaks the engine")
+        return self.inner.infer(frames, audio)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _config(port: int, streams: int) -> RuntimeConfig:
+    return RuntimeConfig(
+        sources=[SyntheticSourceConfig(id=f"s{i}", seed=10 + i, fps=8, size=160) for i in range(streams)],
+        publish=f"tcp://127.0.0.1:{port}", overlay=False, max_batch=streams, batch_deadline_ms=60,
+    )
+
+
+def _stamp_frames(runtime: Runtime, stream_id: str) -> None:
+    stream = next(s for s in runtime.streams if s.stream_id == stream_id)
+    original = stream.take
+
+    def stamped():
+        frame = original()
+        if frame is not None:
+            frame.image = frame.image.copy()
+            frame.image[:8, :8] = MAGIC
+        return frame
+
+    stream.take = stamped  # the scheduler takes each stream's newest frame through it
+
+
+class Listener:
+    """A SUB socket on its own thread, collecting (stream id, seq, engine_failed) of each message."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, int, int]] = []
+        self._stop = threading.Event()
+        self._socket = zmq.Context.instance().socket(zmq.SUB)
+        self._socket.linger = 0
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"ddavs/")
+        self._socket.connect(f"tcp://127.0.0.1:{port}")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._socket.poll(100):
+                h = decode_message(self._socket.recv_multipart()).header
+                self.messages.append((h.stream_id, h.seq, h.drops.engine_failed))
+
+    def seqs(self, stream_id: str) -> list[int]:
+        return [seq for sid, seq, _ in list(self.messages) if sid == stream_id]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+def _wait_for(condition, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _serve(runtime: Runtime, stop: threading.Event, errors: list[BaseException]) -> threading.Thread:
+    def body() -> None:
+        try:
+            runtime.run(stop)
+        except BaseException as error:  # noqa: BLE001 - checked by the test
+            errors.append(error)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_one_failing_batch_is_retried_frame_by_frame_and_no_stream_loses_a_frame(checkpoint: Path) -> None:
+    port = free_port()
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_calls={6})
+    runtime = Runtime(_config(port, 3), engine)
+    listener = Listener(port)
+    stop, errors = threading.Event(), []
+    try:
+        runtime.start()
+        thread = _serve(runtime, stop, errors)
+        assert _wait_for(lambda: runtime.scheduler.failed_batches == 1 and
+                         all(len(listener.seqs(f"s{i}")) >= 15 for i in range(3)))
+        stop.set()
+        thread.join(timeout=60)
+    finally:
+        stop.set()
+        runtime.close()
+        listener.close()
+    assert not errors
+    assert runtime.scheduler.failed_batches == 1
+    for stream in runtime.streams:
+        assert stream.fault is None and stream.counters.engine_failed_frames == 0
+        seqs = listener.seqs(stream.stream_id)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # continuous: nothing lost or skipped
+
+
+def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publishing(checkpoint: Path) -> None:
+    port = free_port()
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), poison=True)
+    runtime = Runtime(_config(port, 3), engine)
+    _stamp_frames(runtime, "s1")
+    listener = Listener(port)
+    stop, errors = threading.Event(), []
+    try:
+        runtime.start()
+        thread = _serve(runtime, stop, errors)
+        bad = runtime.streams[1]
+        assert _wait_for(lambda: bad.fault is not None), "the poisoned stream was never faulted"
+        counts = {sid: len(listener.seqs(sid)) for sid in ("s0", "s2")}
+        # after the fault, the healthy streams go on publishing
+        assert _wait_for(lambda: all(len(listener.seqs(sid)) >= counts[sid] + 10 for sid in counts))
+        health = {h.stream_id: h for h in runtime.health()}
+        stop.set()
+        thread.join(timeout=60)
+    finally:
+        stop.set()
+        runtime.close()
+        listener.close()
+    assert not errors
+    assert listener.seqs("s1") == []  # every frame of s1 failed: none was published
+    assert "engine failed on 3 frames of this stream" in (health["s1"].error or "")
+    assert health["s1"].engine_failed_frames >= 3 and health["s1"].fault
+    for sid in ("s0", "s2"):
+        assert health[sid].fault is None and health[sid].engine_failed_frames == 0
+        seqs = listener.seqs(sid)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert not any(failed for sid, _, failed in listener.messages if sid != "s1")
+
+
+def test_an_engine_that_keeps_failing_ends_the_run_with_one_line(checkpoint: Path) -> None:
+    port = free_port()
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_from=4)
+    runtime = Runtime(_config(port, 2), engine)
+    stop = threading.Event()
+    timer = threading.Timer(WAIT_S, stop.set)  # a safety net only: the run must end by itself
+    timer.start()
+    try:
+        runtime.start()
+        with pytest.raises(EngineFailed) as caught:
+            runtime.run(stop)
+    finally:
+        timer.cancel()
+        runtime.close()
+    assert not stop.is_set() or engine.calls >= 4
+    message = str(caught.value)
+    assert "\n" not in message and "failed on 3 batches in a row" in message and "the device is gone" in message

@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ops.add_argument("--record", metavar="DIR", help="record each stream's masks and headers here")
     ops.add_argument("--record-rotate-mb", type=float, metavar="MB", help="start a new recording segment at this size")
     ops.add_argument("--record-rotate-s", type=float, metavar="S", help="start a new recording segment after this long")
+    from ddavs_rt.cluster.options import add_arguments as add_cluster_arguments  # imports no Dask
+
+    add_cluster_arguments(parser)
 
 
 def build_config(args: argparse.Namespace) -> RuntimeConfig:
@@ -188,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
     from ddavs_rt.runtime.runner import Runtime
 
     config = build_config(args)
+    if getattr(args, "dask", None):  # the streams run on a Dask cluster (ddavs_rt/cluster/)
+        from ddavs_rt.cluster.submit import run_cluster
+
+        return run_cluster(config, args)
     engine_path = resolve_engine_path(config)
     backend = config.backend
     if backend == "auto" and engine_path.is_dir():

@@ -1,0 +1,177 @@
+"""One shard: the ordinary runtime for a few of the site's streams, run as one Dask task.
+
+`run_shard(spec)` runs on a worker until the submitter sets the stop event, its heartbeat goes
+quiet, the duration passes or every stream has ended. It takes the shard's next epoch, opens the
+engine, publishes through a `HopPublisher` connected to the submitter's proxy, and every second
+writes a status report (health and Prometheus text) to a Dask Variable.
+
+How it ends decides what Dask does next:
+- a worker that dies takes the task with it; the scheduler runs it again on another worker
+  (up to `distributed.scheduler.allowed-failures`), which takes the next epoch;
+- an exception other than a `DdavsError` (a bug, a crashed engine) propagates: Dask runs the
+  task again up to its `retries`;
+- a permanent fault (bad input: `DdavsError`, e.g. no source could be opened, a missing model
+  file) or every stream ended with a fault returns a result with `fault="permanent"`: the task
+  is finished and never retried;
+- a clean end (stop, duration, end of every file) returns `fault=None`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ddavs_rt.config import RuntimeConfig
+from ddavs_rt.errors import DdavsError
+from ddavs_rt.publish.curve import CurveClient
+
+log = logging.getLogger(__name__)
+
+Fault = Literal["permanent", "transient"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """What a worker needs to run one shard (pickled into the task)."""
+
+    job: str
+    index: int
+    config: RuntimeConfig  # this shard's sources only; `publish` unused (the hop replaces it)
+    hop: str  # the proxy's XSUB endpoint
+    hop_curve: CurveClient | None = None
+    engine_threads: int | None = None
+    lease_s: float = 30.0
+    report_interval_s: float = 1.0
+
+
+@dataclass(slots=True)
+class ShardResult:
+    index: int
+    worker: str
+    epoch: int
+    fault: Fault | None = None
+    error: str | None = None
+    ended: dict[str, str] = field(default_factory=dict)  # stream id -> its source state at the end
+
+
+def run_shard(spec: ShardSpec) -> ShardResult:
+    """The Dask task. Blocks this worker thread for the shard's life."""
+    from distributed import Variable, get_client, get_worker
+
+    from ddavs_rt.cluster.control import JobNames, stop_event, take_epoch
+
+    client, worker = get_client(), get_worker().address
+    names = JobNames(spec.job)
+    epoch = take_epoch(client, names, spec.index)
+    log.info("shard %d (epoch %d) starting on %s: %s", spec.index, epoch, worker,
+             [s.id for s in spec.config.sources])
+    try:
+        runtime = _open_runtime(spec)
+    except DdavsError as error:
+        return ShardResult(spec.index, worker, epoch, fault="permanent", error=str(error))
+    runtime.scheduler.epoch = epoch
+    from ddavs_rt.runtime.metrics import RuntimeMetrics
+
+    metrics = RuntimeMetrics(runtime.streams, runtime.scheduler)  # read into the reports, never served
+    metrics.attach()
+    stop = threading.Event()
+    status = Variable(names.status(spec.index), client=client)
+    try:
+        try:
+            runtime.start()
+        except DdavsError as error:  # no source could be opened: retrying elsewhere cannot help
+            return ShardResult(spec.index, worker, epoch, fault="permanent", error=str(error))
+        serving = threading.Thread(target=runtime.run, args=(stop,), name=f"shard-{spec.index}", daemon=True)
+        serving.start()
+        _watch(spec, client, names, stop, serving, lambda: _report(runtime, metrics, worker, epoch, spec.index), status)
+        stop.set()
+        serving.join(timeout=15.0)
+        fault, error, ended = shard_outcome(runtime)
+        status.set(_report(runtime, metrics, worker, epoch, spec.index, final=True))
+        return ShardResult(spec.index, worker, epoch, fault=fault, error=error, ended=ended)
+    finally:
+        stop.set()
+        runtime.close()
+
+
+def _open_runtime(spec: ShardSpec):
+    from ddavs_rt.engine import open_engine
+    from ddavs_rt.publish.proxy import HopPublisher
+    from ddavs_rt.runtime.cli import cached_onnx_export, resolve_engine_path
+    from ddavs_rt.runtime.runner import Runtime
+
+    config = spec.config.model_copy(update={"metrics": None, "curve_keys": None})
+    # the same engine choice as `ddavs-rt` on one machine, made on this worker
+    path, backend = resolve_engine_path(config), config.backend
+    if backend == "auto" and Path(path).is_dir():
+        exported = cached_onnx_export(Path(path))
+        if exported is not None:
+            path, backend = exported, "onnxruntime"
+    options = {} if spec.engine_threads is None else {"threads": spec.engine_threads}
+    engine = open_engine(path, backend=backend, **options)
+    try:
+        publisher = HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        return Runtime(config, engine, publisher=publisher)
+    except BaseException:
+        publisher.close()
+        engine.close()
+        raise
+
+
+def _watch(spec, client, names, stop, serving, report, status) -> None:
+    """Until told to stop, the heartbeat goes quiet or the runtime ends: report every second."""
+    from distributed import Variable
+
+    from ddavs_rt.cluster.control import stop_event
+
+    beat = Variable(names.beat, client=client)
+    stopped = stop_event(client, names)
+    last_beat, last_change = None, time.monotonic()
+    while serving.is_alive():
+        try:
+            if stopped.is_set():
+                log.info("shard %d: stop requested", spec.index)
+                return
+            value = beat.get(timeout=5)
+            if value != last_beat:
+                last_beat, last_change = value, time.monotonic()
+            status.set(report())
+        except Exception as error:  # the scheduler is unreachable: the lease runs out
+            log.warning("shard %d: cannot reach the scheduler (%s)", spec.index, error)
+        if time.monotonic() - last_change > spec.lease_s:
+            log.warning("shard %d: no heartbeat from the submitter for %.0f s; stopping", spec.index, spec.lease_s)
+            return
+        serving.join(timeout=spec.report_interval_s)
+
+
+def _report(runtime, metrics, worker: str, epoch: int, index: int, final: bool = False) -> str:
+    return json.dumps({
+        "shard": index, "worker": worker, "epoch": epoch, "final": final, "time": time.time(),
+        "health": [h.to_dict() for h in runtime.health()],
+        "metrics": metrics.text(),
+    })
+
+
+def shard_outcome(runtime) -> tuple[Fault | None, str | None, dict[str, str]]:
+    """The one place that reads how a shard's runtime ended: (fault class, error, stream states).
+
+    Today's runtime retries network sources by itself and reports a source that gave up as
+    state "error"; a shard whose every stream ended that way failed permanently (running it on
+    another worker would fail the same way). A clean end (stop, duration, files played through)
+    is no fault.
+    """
+    health = runtime.health()
+    ended = {h.stream_id: h.source_state for h in health}
+    errors = [h for h in health if h.source_state == "error"]
+    if health and len(errors) == len(health):
+        return "permanent", "; ".join(f"{h.stream_id}: {h.error}" for h in errors), ended
+    return None, None, ended

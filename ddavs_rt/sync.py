@@ -5,17 +5,19 @@ clock (index k holds the sample at time k / sample_rate). For a video frame at t
 asks `window(t)` for the samples of [t - 1 s + offset, t + offset]; parts with no audio are
 zero-filled and reported, never invented.
 
-Where a chunk goes. A chunk's timestamp is on the stream clock, but it carries jitter (callback
-and network timing), and the audio device's clock may run a little fast or slow against the
-stream clock (drift). So chunks are grouped into runs: a chunk whose timestamp is within
-`max_jitter_s` of where the run predicts it is continuous, and the run keeps a least-squares fit
-of stream time against the run's sample count (the slope is the device's true rate, held near
-the nominal rate by a prior while the run is short). Continuous samples are placed where the fit
-says, interpolated onto the sample grid, so jitter averages out, drift is absorbed and a run
-never leaves holes or doubles samples. A chunk that is not continuous starts a new run at its
-own timestamp: later than predicted leaves a gap (counted), earlier overwrites. A late chunk
-that ends before the newest audio is written where its timestamp says without touching the run;
-audio older than the ring's capacity is dropped and counted.
+Where a chunk goes. A chunk's timestamp is on the stream clock and the ring trusts it: every
+source stamps its audio by counting samples (media: the first packet's PTS plus the samples
+since, re-anchored at a discontinuity; the synthetic scene: its sample index; the microphone:
+its sample count through `capture.clock.SampleClock`, the one clock-drift estimator, fitted on
+arrival times over a minute). So the ring does not fit a second clock on top of the source's.
+Chunks form runs: a chunk whose timestamp is within `max_jitter_s` of where the previous one
+ended is continuous, and its samples are placed at its timestamp, spaced by the rate the run's
+timestamps imply (so a drift the source measured is absorbed: a device 0.1 % fast delivers 0.1 %
+more samples per stream second, interpolated onto the grid), leaving no holes and doubling no
+samples. A chunk that is not continuous starts a new run at its own timestamp: later than
+predicted leaves a gap (counted), earlier overwrites. A late chunk that ends before the newest
+audio is written where its timestamp says without touching the run; audio older than the ring's
+capacity is dropped and counted.
 
 Threads: one capture thread pushes while the runtime reads windows; a lock guards the state.
 """
@@ -25,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,41 +73,6 @@ class AudioWindow:
         return self.missing_samples - self.warmup_samples
 
 
-class _RunClock:
-    """Stream time as a function of the sample count of one continuous run of chunks.
-
-    t(c) = t_mean + b * (c - c_mean), fitted by least squares over the last `history` chunk
-    starts, with a Gaussian prior on the slope b centred on the nominal period 1/rate, so a short
-    or jittery run keeps the nominal rate and a long one finds the device's true rate.
-    """
-
-    def __init__(self, sample_rate: int, jitter_s: float, rate_tolerance: float, history: int) -> None:
-        self.nominal = 1.0 / sample_rate
-        # Prior strength in samples^2: (timestamp noise / slope uncertainty)^2.
-        self.prior = (jitter_s / (rate_tolerance * self.nominal)) ** 2
-        self.points: deque[tuple[float, float]] = deque(maxlen=history)
-        self.t_mean = 0.0
-        self.c_mean = 0.0
-        self.slope = self.nominal
-
-    def reset(self, time: float) -> None:
-        self.points.clear()
-        self.add(0.0, time)
-
-    def add(self, count: float, time: float) -> None:
-        self.points.append((count, time))
-        counts = np.fromiter((p[0] for p in self.points), dtype=np.float64, count=len(self.points))
-        times = np.fromiter((p[1] for p in self.points), dtype=np.float64, count=len(self.points))
-        self.c_mean = float(counts.mean())
-        self.t_mean = float(times.mean())
-        dc = counts - self.c_mean
-        dt = times - self.t_mean
-        self.slope = float((dc @ dt + self.prior * self.nominal) / (dc @ dc + self.prior))
-
-    def time_of(self, count: float) -> float:
-        return self.t_mean + self.slope * (count - self.c_mean)
-
-
 class AudioRing:
     """A ring buffer of one stream's mono audio, addressed by stream-clock time.
 
@@ -123,7 +89,6 @@ class AudioRing:
         capacity_s: float = 10.0,
         max_jitter_s: float = 0.010,
         rate_tolerance: float = 0.005,
-        fit_history: int = 512,
     ) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -136,8 +101,10 @@ class AudioRing:
         self._valid = np.zeros(self.capacity, dtype=bool)  # [N] slot holds a real sample
         self._head: int | None = None  # one past the newest sample index written
         self._first: int | None = None  # the first sample index ever written (the stream's audio start)
-        self._clock = _RunClock(self.sample_rate, max(max_jitter_s, 1e-4) / 3.0, rate_tolerance, fit_history)
+        self.rate_tolerance = float(rate_tolerance)
+        self._run_start = 0.0  # fractional grid position of the current run's first sample
         self._run_count = 0  # samples in the current run (the count the next chunk starts at)
+        self._step = 1.0  # grid positions per input sample the run's timestamps imply (~1)
         self._run_active = False
         self._last_pos = 0.0  # fractional grid position of the run's last input sample
         self._last_value = 0.0
@@ -155,8 +122,8 @@ class AudioRing:
 
     @property
     def rate_ratio(self) -> float:
-        """The current run's fitted device rate over the nominal rate (1.001 = 0.1 % fast)."""
-        return self._clock.nominal / self._clock.slope
+        """The rate the current run's timestamps imply over the nominal rate (1.001 = 0.1 % fast)."""
+        return 1.0 / self._step
 
     # ---------------------------------------------------------------------------------- push
     def push(self, chunk: AudioChunk) -> None:
@@ -181,7 +148,7 @@ class AudioRing:
             self.dropped_samples += length
             return
         if self._run_active:
-            predicted = self._clock.time_of(self._run_count) * self.sample_rate
+            predicted = self._run_start + self._run_count * self._step
             if abs(stamp - predicted) <= self.max_jitter_s * self.sample_rate:
                 self._continue_run(time, samples)
                 return
@@ -197,7 +164,8 @@ class AudioRing:
         self._start_run(time, samples)
 
     def _start_run(self, time: float, samples: np.ndarray) -> None:
-        self._clock.reset(time)
+        self._run_start = time * self.sample_rate
+        self._step = 1.0
         self._run_active = True
         self._run_count = len(samples)
         start = round(time * self.sample_rate)
@@ -206,9 +174,12 @@ class AudioRing:
         self._last_value = float(samples[-1])
 
     def _continue_run(self, time: float, samples: np.ndarray) -> None:
-        self._clock.add(self._run_count, time)
-        step = self._clock.slope * self.sample_rate  # grid positions per input sample (~1)
-        first = self._clock.time_of(self._run_count) * self.sample_rate
+        first = time * self.sample_rate  # where the source's clock puts this chunk
+        # The rate the run's timestamps imply: grid positions per input sample since the run began
+        # (exact for count-based stamps; bounded so one odd stamp cannot stretch a chunk).
+        implied = (first - self._run_start) / self._run_count
+        step = min(max(implied, 1.0 - self.rate_tolerance), 1.0 + self.rate_tolerance)
+        self._step = step
         self._run_count += len(samples)
         assert self._head is not None
         origin = self._head  # write from the end of the run so far: no holes, no doubles

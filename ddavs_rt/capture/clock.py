@@ -7,6 +7,11 @@ the stream clock) gives the offset; a slow least-squares fit of arrival time aga
 over the last minute gives the true period, applied going forward so times never jump. Arrival
 times carry scheduling jitter and a constant latency; the slope ignores the latency and a long
 window averages the jitter away.
+
+This is the audio path's only clock-drift estimator: `sync.AudioRing` trusts the times it gives
+(it fits no second clock on top). Until the first fit (`min_span_s`) the period is the nominal
+one; the small offset that accumulates meanwhile (5 ms at 1000 ppm) is kept, since times never
+jump, and does not grow afterwards.
 """
 
 from __future__ import annotations

@@ -114,15 +114,13 @@ def _open_runtime(spec: ShardSpec):
             path, backend = exported, "onnxruntime"
     options = {} if spec.engine_threads is None else {"threads": spec.engine_threads}
     engine = open_engine(path, backend=backend, **options)
+
+    def open_hop() -> HopPublisher:  # called on the runtime's scheduler thread, which owns the socket
+        return HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)
+
     try:
-        publisher = HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)
+        return Runtime(config, engine, open_publisher=open_hop)
     except BaseException:
-        engine.close()
-        raise
-    try:
-        return Runtime(config, engine, publisher=publisher)
-    except BaseException:
-        publisher.close()
         engine.close()
         raise
 

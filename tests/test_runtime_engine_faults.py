@@ -3,7 +3,8 @@ only to inject the exception, real synthetic sources, a real ZeroMQ subscriber o
 
 - one batch fails: it is retried frame by frame, nothing is lost, every stream goes on;
 - one stream's frames poison the engine: that stream is faulted, the others keep publishing;
-- the engine itself keeps failing: `run` ends with EngineFailed (one line).
+- the engine itself keeps failing (the blank probe fails too): `run` ends with EngineFailed;
+- a lone stream that poisons the engine: the probe tells it from an engine failure.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publish
         listener.close()
     assert not errors
     assert listener.seqs("s1") == []  # every frame of s1 failed: none was published
-    assert "engine failed on 3 frames of this stream" in (health["s1"].error or "")
+    assert "engine failed on 3 frames of this stream in a row but works on other input" in (health["s1"].error or "")
     assert health["s1"].engine_failed_frames >= 3 and health["s1"].fault
     for sid in ("s0", "s2"):
         assert health[sid].fault is None and health[sid].engine_failed_frames == 0
@@ -185,7 +186,8 @@ def test_an_engine_that_keeps_failing_ends_the_run_with_one_line(checkpoint: Pat
     engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_from=4)
     runtime = Runtime(_config(port, 2), engine)
     stop = threading.Event()
-    timer = threading.Timer(WAIT_S, stop.set)  # a safety net only: the run must end by itself
+    gave_up = threading.Event()
+    timer = threading.Timer(WAIT_S, lambda: (gave_up.set(), stop.set()))  # a safety net: the run must end by itself
     timer.start()
     try:
         runtime.start()
@@ -194,6 +196,29 @@ def test_an_engine_that_keeps_failing_ends_the_run_with_one_line(checkpoint: Pat
     finally:
         timer.cancel()
         runtime.close()
-    assert not stop.is_set() or engine.calls >= 4
+    assert not gave_up.is_set()
     message = str(caught.value)
-    assert "\n" not in message and "failed on 3 batches in a row" in message and "the device is gone" in message
+    assert "\n" not in message and "keeps failing" in message and "the device is gone" in message
+
+
+def test_a_lone_stream_that_poisons_the_engine_is_faulted_not_taken_for_an_engine_failure(checkpoint: Path) -> None:
+    # One stream: every batch is its frame alone, so only the blank probe can tell that the engine
+    # still works; the stream is faulted and, being the only one, the run ends without EngineFailed.
+    port = free_port()
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), poison=True)
+    runtime = Runtime(_config(port, 1), engine)
+    _stamp_frames(runtime, "s0")
+    stop = threading.Event()
+    gave_up = threading.Event()
+    timer = threading.Timer(WAIT_S, lambda: (gave_up.set(), stop.set()))  # a safety net: the run must end by itself
+    timer.start()
+    try:
+        runtime.start()
+        runtime.run(stop)  # returns: its only stream ended (faulted); no EngineFailed
+        health = runtime.health()[0]
+    finally:
+        timer.cancel()
+        runtime.close()
+    assert not gave_up.is_set(), "the run did not end by itself"
+    assert health.fault and "works on other input" in health.fault
+    assert health.engine_failed_frames == 3 and health.processed == 0

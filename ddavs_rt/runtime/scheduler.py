@@ -14,11 +14,12 @@ Faults are contained:
   the other streams.
 - A failing engine call drops the batch (counted in `failed_batches`) and retries its frames one
   by one. Frames that succeed alone are published; a frame that fails alone is lost and counted
-  for its stream. A stream whose frames fail `STREAM_FAULT_AFTER` times in a row while the engine
-  serves other frames is *faulted*: its input poisons the engine, so it is served no more
-  (`Stream.fault` says why) and the others go on. When no frame of a batch succeeds, the engine
-  itself is failing; after `ENGINE_FAIL_AFTER` such batches in a row `serve` ends with
-  `EngineFailed` (one line), which the runtime turns into a non-zero exit.
+  for its stream. When one stream's frames have failed `FAULT_AFTER` times in a row, the engine
+  is probed with a blank frame and silent audio: if the probe fails too, the engine itself is
+  failing and `serve` ends with `EngineFailed` (one line; the runtime exits non-zero); if it
+  works and no other stream is failing, that stream's input poisons the engine: the stream is
+  *faulted* (served no more, `Stream.fault` says why) and the others go on; if it works while
+  several streams were failing, the engine had a passing fault and every count starts again.
 
 Times: `capture_to_publish_ms` is stamped into the header just before the message is encoded and
 sent; capture-to-sent is taken after the send returned and goes to the stream's counters and the
@@ -55,8 +56,7 @@ from ddavs_rt.sync import AudioWindow
 
 log = logging.getLogger(__name__)
 
-ENGINE_FAIL_AFTER = 3  # batches in a row in which no frame succeeded, even alone
-STREAM_FAULT_AFTER = 3  # frames of one stream in a row that failed alone while others succeeded
+FAULT_AFTER = 3  # frames of one stream in a row that failed alone before the engine is probed
 
 
 class Scheduler:
@@ -83,8 +83,9 @@ class Scheduler:
         self.publisher_dropped: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._start = 0
         self.epoch = 0  # the header's restart counter; a cluster shard sets it before running
-        self._engine_failures_in_a_row = 0
-        self._stream_failures_in_a_row: dict[str, int] = {s.stream_id: 0 for s in streams}
+        self._failures_in_a_row: dict[str, int] = {s.stream_id: 0 for s in streams}
+        self._streak_began: dict[str, float] = {}  # stream -> monotonic time of the first failure in its row
+        self._last_failure: dict[str, float] = {}  # stream -> monotonic time of its latest failure
         # Observers (metrics, recorder), called on the scheduler thread; they must not block.
         self.on_batch: list[Callable[[int, float], None]] = []  # (batch size, inference ms)
         # (stream id, header, mask PNG, overlay JPEG or None), after each frame is sent
@@ -200,9 +201,8 @@ class Scheduler:
             log.warning("the engine failed on a batch of %d frame(s) (%s: %s); retrying them one by one",
                         len(batch), type(error).__name__, error)
             return self._retry_alone(batch, frames, audio, error)
-        self._engine_failures_in_a_row = 0
         for stream, _ in batch:
-            self._stream_failures_in_a_row[stream.stream_id] = 0
+            self._failures_in_a_row[stream.stream_id] = 0
         return list(logits)
 
     def _retry_alone(
@@ -213,39 +213,51 @@ class Scheduler:
         batch_error: Exception,
     ) -> list[np.ndarray | None]:
         results: list[np.ndarray | None] = []
-        errors: dict[str, Exception] = {}
         for i, (stream, _frame) in enumerate(batch):
-            if len(batch) == 1:  # the batch was this frame alone: no second try of the same call
-                error: Exception | None = batch_error
-            else:
+            error: Exception = batch_error
+            if len(batch) > 1:  # a batch of one was this frame alone already
                 try:
                     results.append(self.engine.infer(frames[i : i + 1], audio[i : i + 1])[0])
-                    self._stream_failures_in_a_row[stream.stream_id] = 0
+                    self._failures_in_a_row[stream.stream_id] = 0
                     continue
-                except Exception as alone_error:  # noqa: BLE001 - counted and reported below
+                except Exception as alone_error:  # noqa: BLE001 - counted and judged below
                     error = alone_error
             results.append(None)
-            errors[stream.stream_id] = error
             stream.counters.record_engine_failure()
-            self._stream_failures_in_a_row[stream.stream_id] += 1
-        if len(errors) == len(batch):  # nothing succeeded: the engine itself is failing
-            self._engine_failures_in_a_row += 1
-            if self._engine_failures_in_a_row >= ENGINE_FAIL_AFTER:
-                raise EngineFailed(
-                    f"the {self.spec.backend} engine failed on {self._engine_failures_in_a_row} batches in a row, "
-                    f"each frame alone too (last: {type(batch_error).__name__}: {batch_error}); stopping. "
-                    "Check the model and backend (e.g. run `ddavs-rt bench` on it), then restart"
-                )
-            return results
-        self._engine_failures_in_a_row = 0
-        for stream, _ in batch:
-            failures = self._stream_failures_in_a_row[stream.stream_id]
-            if failures >= STREAM_FAULT_AFTER and stream.fault is None:
-                last = errors.get(stream.stream_id, batch_error)
-                stream.fault = (f"the engine failed on {failures} frames of this stream in a row while serving the "
-                                f"others ({type(last).__name__}: {last}); the stream is stopped")
-                log.error("stream %s: %s", stream.stream_id, stream.fault)
+            now = time.monotonic()
+            if self._failures_in_a_row[stream.stream_id] == 0:
+                self._streak_began[stream.stream_id] = now
+            self._last_failure[stream.stream_id] = now
+            self._failures_in_a_row[stream.stream_id] += 1
+            if self._failures_in_a_row[stream.stream_id] >= FAULT_AFTER:
+                self._judge(stream, error)
         return results
+
+    def _judge(self, stream: Stream, error: Exception) -> None:
+        """A stream's frames failed FAULT_AFTER times in a row: is it the stream or the engine?"""
+        failures = self._failures_in_a_row[stream.stream_id]
+        h, w = self.spec.input_size
+        try:
+            self.engine.infer(np.zeros((1, h, w, 3), np.uint8), np.zeros((1, self.spec.window_samples), np.float32))
+        except Exception as probe_error:
+            raise EngineFailed(
+                f"the {self.spec.backend} engine keeps failing: {failures} calls in a row on stream "
+                f"{stream.stream_id}'s frames, then on a blank test input ({type(probe_error).__name__}: "
+                f"{probe_error}); stopping. Check the model and backend, then restart"
+            ) from None
+        began = self._streak_began[stream.stream_id]
+        others = [other.stream_id for other in self._live_streams()
+                  if other is not stream and self._failures_in_a_row[other.stream_id]
+                  and self._last_failure.get(other.stream_id, 0.0) >= began]
+        if others:  # the engine failed for several streams and works again: a passing engine fault
+            log.warning("the engine failed on several streams (%s) and works again; carrying on",
+                        ", ".join([stream.stream_id, *others]))
+            for sid in self._failures_in_a_row:
+                self._failures_in_a_row[sid] = 0
+            return
+        stream.fault = (f"the engine failed on {failures} frames of this stream in a row but works on other "
+                        f"input ({type(error).__name__}: {error}); the stream is stopped")
+        log.error("stream %s: %s", stream.stream_id, stream.fault)
 
     # ------------------------------------------------------------------------------ publish
     def _publish(

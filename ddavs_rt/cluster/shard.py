@@ -8,8 +8,9 @@ writes a status report (health and Prometheus text) to a Dask Variable.
 How it ends decides what Dask does next:
 - a worker that dies takes the task with it; the scheduler runs it again on another worker
   (up to `distributed.scheduler.allowed-failures`), which takes the next epoch;
-- an exception other than a `DdavsError` (a bug, a crashed engine) propagates: Dask runs the
-  task again up to its `retries`;
+- an exception other than a `DdavsError` (a bug, a crashed engine), or an engine that keeps
+  failing while serving (`EngineFailed`), propagates: Dask runs the task again up to its
+  `retries`;
 - a permanent fault (bad input: `DdavsError`, e.g. no source could be opened, a missing model
   file) or every stream ended with a fault returns a result with `fault="permanent"`: the task
   is finished and never retried;
@@ -86,11 +87,21 @@ def run_shard(spec: ShardSpec) -> ShardResult:
             runtime.start()
         except DdavsError as error:  # no source could be opened: retrying elsewhere cannot help
             return ShardResult(spec.index, worker, epoch, fault="permanent", error=str(error))
-        serving = threading.Thread(target=runtime.run, args=(stop,), name=f"shard-{spec.index}", daemon=True)
+        failures: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                runtime.run(stop)
+            except BaseException as error:  # EngineFailed: this worker's engine keeps failing
+                failures.append(error)
+
+        serving = threading.Thread(target=serve, name=f"shard-{spec.index}", daemon=True)
         serving.start()
         _watch(spec, client, names, stop, serving, lambda: _report(runtime, metrics, worker, epoch, spec.index), status)
         stop.set()
         serving.join(timeout=15.0)
+        if failures:  # raised, so Dask runs the shard again (up to its retries), maybe elsewhere
+            raise RuntimeError(f"shard {spec.index} on {worker}: {failures[0]}") from failures[0]
         fault, error, ended = shard_outcome(runtime)
         status.set(_report(runtime, metrics, worker, epoch, spec.index, final=True))
         return ShardResult(spec.index, worker, epoch, fault=fault, error=error, ended=ended)
@@ -115,11 +126,11 @@ def _open_runtime(spec: ShardSpec):
     options = {} if spec.engine_threads is None else {"threads": spec.engine_threads}
     engine = open_engine(path, backend=backend, **options)
 
-    def open_hop() -> HopPublisher:  # called on the runtime's scheduler thread, which owns the socket
+    def open_publisher() -> HopPublisher:  # called on the scheduler thread, which owns the socket
         return HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)
 
     try:
-        return Runtime(config, engine, open_publisher=open_hop)
+        return Runtime(config, engine, open_publisher=open_publisher)
     except BaseException:
         engine.close()
         raise

@@ -84,7 +84,10 @@ class AudioFrontEndConfig(StrictModel):
     f_min: float = Field(125.0, ge=0)
     f_max: float = Field(7500.0, gt=0)
     power: float = Field(1.0, gt=0)
-    mel_scale: Literal["htk", "slaney"] = "htk"
+    mel_scale: Literal["htk", "slaney", "vggish"] = Field(
+        "htk", description="htk / slaney: torchaudio's filterbank (triangles linear in Hz); vggish: the "
+        "matrix of VGGish's mel_features.py (triangles linear in HTK mel, the DC bin zeroed)",
+    )
     log: Literal["ln", "db"] = "ln"
     log_offset: float = Field(0.01, gt=0, description="offset for 'ln', amin for 'db'")
     mel_norm: Literal["none", "slaney"] = "none"
@@ -103,11 +106,18 @@ class AudioFrontEndConfig(StrictModel):
 
 
 def _vggish_frontend() -> AudioFrontEndConfig:
+    """VGGish's own log-mel (vggish_params.py, mel_features.py)."""
     return AudioFrontEndConfig(
         sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64,
-        f_min=125.0, f_max=7500.0, power=1.0, mel_scale="htk", log="ln", log_offset=0.01,
+        f_min=125.0, f_max=7500.0, power=1.0, mel_scale="vggish", log="ln", log_offset=0.01,
         mel_norm="none", center=False,
     )
+
+
+def _small_frontend() -> AudioFrontEndConfig:
+    """The small CPU encoder's log-mel: VGGish's framing with torchaudio's HTK filterbank (what the
+    shipped checkpoints were trained with)."""
+    return _vggish_frontend().model_copy(update={"mel_scale": "htk"})
 
 
 def _htsat_frontend() -> AudioFrontEndConfig:
@@ -154,7 +164,7 @@ class SmallAudioConfig(StrictModel):
     """A small convolutional audio encoder for the CPU: log-mel -> conv stages -> tokens."""
 
     kind: Literal["small"] = "small"
-    frontend: AudioFrontEndConfig = Field(default_factory=_vggish_frontend)
+    frontend: AudioFrontEndConfig = Field(default_factory=_small_frontend)
     channels: tuple[Annotated[int, Field(gt=0)], ...] = Field((32, 64, 128), min_length=1)
     dim: int = Field(128, gt=0)
 

@@ -132,3 +132,74 @@ def test_vggish_wrong_shape_or_unknown_key_is_a_one_line_error(encoder: VGGishEn
 def test_vggish_needs_a_full_example() -> None:
     with pytest.raises(ConfigError, match="96 frames"):
         build_audio_encoder(ModelConfig(name="t", audio={"kind": "vggish"}, window_seconds=0.5))
+
+
+# ------------------------------------------------------------------ log-mel front-end vs mel_features.py
+
+
+def mel_features_matrix(num_mel_bins: int, num_spectrogram_bins: int, rate: float, lower_hz: float, upper_hz: float):
+    """VGGish mel_features.spectrogram_to_mel_matrix from its definition, in numpy float64:
+    hertz_to_mel(f) = 1127 ln(1 + f / 700); bins at linspace(0, rate / 2, num_spectrogram_bins);
+    num_mel_bins + 2 edges evenly spaced in mel; triangle i = max(0, min(rising, falling)) with the
+    slopes measured in mel; row 0 (DC) zeroed."""
+    import numpy as np
+
+    def hertz_to_mel(hz):
+        return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+    bins_mel = hertz_to_mel(np.linspace(0.0, rate / 2.0, num_spectrogram_bins))
+    edges = np.linspace(hertz_to_mel(lower_hz), hertz_to_mel(upper_hz), num_mel_bins + 2)
+    out = np.empty((num_spectrogram_bins, num_mel_bins))
+    for i in range(num_mel_bins):
+        lo, mid, hi = edges[i : i + 3]
+        out[:, i] = np.maximum(0.0, np.minimum((bins_mel - lo) / (mid - lo), (hi - bins_mel) / (hi - mid)))
+    out[0, :] = 0.0
+    return out
+
+
+def vggish_log_mel_reference(wave):
+    """vggish_input.waveform_to_examples' log-mel from mel_features.log_mel_spectrogram's definition
+    (16 kHz, 25 ms window, 10 ms hop, periodic Hann, fft length 512, |rfft|, 64 bands 125-7500 Hz,
+    ln(mel + 0.01)), frames taken from the first sample without padding. numpy float64 [T, 64]."""
+    import numpy as np
+
+    window_length, hop_length, fft_length = 400, 160, 512
+    n = 1 + (wave.size - window_length) // hop_length
+    frames = np.stack([wave[i * hop_length : i * hop_length + window_length] for i in range(n)])
+    periodic_hann = 0.5 - 0.5 * np.cos(2 * np.pi / window_length * np.arange(window_length))
+    spectrogram = np.abs(np.fft.rfft(frames * periodic_hann, fft_length))
+    mel = spectrogram @ mel_features_matrix(64, fft_length // 2 + 1, 16000, 125.0, 7500.0)
+    return np.log(mel + 0.01)
+
+
+def test_vggish_filterbank_is_mel_features_matrix() -> None:
+    import numpy as np
+    import torchaudio
+
+    from ddavs_rt.model.frontend import LogMel
+
+    cfg = ModelConfig(name="t", audio={"kind": "vggish"}).audio.frontend
+    ours = LogMel(cfg, input_rate=16000).mel_fb.double().numpy()
+    official = mel_features_matrix(64, 257, 16000, 125.0, 7500.0)
+    assert np.abs(ours - official).max() < 1e-7
+    # torchaudio's HTK option (triangles linear in Hz) is a different matrix: the test can tell
+    htk = torchaudio.functional.melscale_fbanks(257, 125.0, 7500.0, 64, 16000, norm=None, mel_scale="htk").double().numpy()
+    assert np.abs(htk - official).max() > 1e-3
+
+
+def test_vggish_log_mel_matches_mel_features_to_1e_5() -> None:
+    import numpy as np
+
+    from ddavs_rt.model.frontend import LogMel
+
+    cfg = ModelConfig(name="t", audio={"kind": "vggish"}).audio.frontend
+    wave = (_audio(1, seed=4, samples=16000) * 0.5).double()
+    ours = LogMel(cfg, input_rate=16000)(wave.float())[0, 0].double().numpy()  # [T, 64]
+    reference = vggish_log_mel_reference(wave[0].numpy())
+    assert ours.shape == reference.shape == (98, 64)
+    assert np.abs(ours - reference).max() < 1e-5
+
+
+def test_small_encoder_keeps_the_filterbank_it_was_trained_with() -> None:
+    """The small encoder (the shipped model's) keeps torchaudio's HTK filterbank by default."""
+    assert ModelConfig(name="t", audio={"kind": "small"}).audio.frontend.mel_scale == "htk"

@@ -6,8 +6,9 @@ exports to ONNX (and from there to TensorRT) and every backend sees raw audio:
 - `SincResampler`: windowed-sinc polyphase FIR as one strided conv1d (the kernel math follows
   the Hann-windowed sinc interpolation that torchaudio.functional.resample uses).
 - `ConvSTFT`: real and imaginary DFT bases (window x cos / -sin) as conv1d kernels.
-- `LogMel`: the two above, then a mel filterbank from torchaudio.functional.melscale_fbanks and
-  `ln(mel + offset)` (VGGish) or `10 log10(max(mel, amin))` (HTSAT / torchlibrosa).
+- `LogMel`: the two above, then a mel filterbank (torchaudio.functional.melscale_fbanks, or
+  `vggish_mel_matrix` for VGGish) and `ln(mel + offset)` (VGGish) or `10 log10(max(mel, amin))`
+  (HTSAT / torchlibrosa).
 """
 
 from __future__ import annotations
@@ -126,6 +127,29 @@ class ConvSTFT(nn.Module):
         return spec.transpose(1, 2)  # [B, T, bins]
 
 
+def vggish_mel_matrix(n_freqs: int, n_mels: int, sample_rate: int, f_min: float, f_max: float) -> Tensor:
+    """The filterbank of VGGish's mel_features.py, [n_freqs, n_mels] float64.
+
+    Spectrogram bins sit at linspace(0, Nyquist, n_freqs) Hz and are placed on the HTK mel scale
+    1127 ln(1 + f / 700); n_mels + 2 band edges are evenly spaced in mel from f_min to f_max, and
+    each triangle rises and falls linearly *in mel* between its neighbours' centres (peak 1, no
+    area normalisation); the DC bin gets no weight. torchaudio's "htk" option draws the triangles
+    linearly in Hz instead, which is a different matrix.
+    """
+    def to_mel(hz: Tensor) -> Tensor:
+        return 1127.0 * torch.log1p(hz / 700.0)
+
+    bins_mel = to_mel(torch.linspace(0.0, sample_rate / 2.0, n_freqs, dtype=torch.float64))  # [F]
+    edges = torch.linspace(float(to_mel(torch.tensor(f_min, dtype=torch.float64))),
+                           float(to_mel(torch.tensor(f_max, dtype=torch.float64))), n_mels + 2, dtype=torch.float64)
+    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]  # [M] each
+    rising = (bins_mel[:, None] - lower) / (centre - lower)  # [F, M]
+    falling = (upper - bins_mel[:, None]) / (upper - centre)
+    matrix = torch.minimum(rising, falling).clamp_min(0.0)
+    matrix[0] = 0.0
+    return matrix
+
+
 class LogMel(nn.Module):
     """Waveform [B, S] at `input_rate` -> log-mel [B, 1, T, n_mels] at the encoder's rate."""
 
@@ -134,11 +158,14 @@ class LogMel(nn.Module):
         self.cfg = cfg
         self.resampler = SincResampler(input_rate, cfg.sample_rate) if input_rate != cfg.sample_rate else None
         self.stft = ConvSTFT(cfg.n_fft, cfg.win_length, cfg.hop_length, cfg.power, cfg.center, cfg.pad_mode)
-        mel = torchaudio.functional.melscale_fbanks(
-            n_freqs=cfg.n_fft // 2 + 1, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
-            sample_rate=cfg.sample_rate, norm=None if cfg.mel_norm == "none" else cfg.mel_norm,
-            mel_scale=cfg.mel_scale,
-        )
+        if cfg.mel_scale == "vggish":
+            mel = vggish_mel_matrix(cfg.n_fft // 2 + 1, cfg.n_mels, cfg.sample_rate, cfg.f_min, cfg.f_max)
+        else:
+            mel = torchaudio.functional.melscale_fbanks(
+                n_freqs=cfg.n_fft // 2 + 1, f_min=cfg.f_min, f_max=cfg.f_max, n_mels=cfg.n_mels,
+                sample_rate=cfg.sample_rate, norm=None if cfg.mel_norm == "none" else cfg.mel_norm,
+                mel_scale=cfg.mel_scale,
+            )
         self.register_buffer("mel_fb", mel.to(torch.float32), persistent=False)  # [bins, n_mels]
         if input_rate != cfg.sample_rate:
             log.debug("front-end resamples %d Hz -> %d Hz in the graph", input_rate, cfg.sample_rate)

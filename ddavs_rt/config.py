@@ -52,6 +52,11 @@ class VisualEncoderConfig(StrictModel):
     sr_ratios: Quad = (8, 4, 2, 1)
     mlp_ratio: float = Field(4.0, gt=0)
     drop_path: float = Field(0.1, ge=0, lt=1)
+    layernorm_eps: Literal["mmseg", "legacy"] = Field(
+        "mmseg", description="mmseg: 1e-5 in the patch-embedding norms and the attention's spatial-reduction norm, "
+        "1e-6 in the block and stage norms (mix_transformer.py, the ImageNet mit_bX.pth weights); legacy: 1e-6 "
+        "everywhere, what a saved config.json without this field was trained with",
+    )
 
     @model_validator(mode="after")
     def _fill_from_variant(self) -> "VisualEncoderConfig":

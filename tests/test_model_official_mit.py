@@ -146,3 +146,62 @@ def test_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "bad.pth").write_bytes(b"not a pickle")
     with pytest.raises(CheckpointError, match="weights-only"):
         load_official_mit(MixTransformer(CFG), tmp_path / "bad.pth")
+
+
+# ------------------------------------------------------------------ LayerNorm epsilons
+
+
+def _norm_eps(encoder: MixTransformer) -> dict[str, float]:
+    return {name: module.eps for name, module in encoder.named_modules() if isinstance(module, torch.nn.LayerNorm)}
+
+
+def test_layernorm_epsilons_are_those_of_mmseg_mix_transformer() -> None:
+    """NVlabs/SegFormer mmseg/models/backbones/mix_transformer.py: OverlapPatchEmbed.norm and
+    Attention.norm are plain nn.LayerNorm (eps 1e-5); Block.norm1/norm2 and the stage norms
+    norm1..norm4 are `norm_layer` = partial(nn.LayerNorm, eps=1e-6) in mit_b0..mit_b5."""
+    eps = _norm_eps(MixTransformer(CFG))
+    assert CFG.layernorm_eps == "mmseg"
+    for name, value in eps.items():
+        if name.endswith("patch_embed.norm") or name.endswith("attn.norm"):
+            assert value == 1e-5, name
+        else:
+            assert name.endswith(("norm1", "norm2")) or name.endswith(".norm"), name
+            assert value == 1e-6, name
+    assert sum(v == 1e-5 for v in eps.values()) == 4 + 3 * 2  # 4 patch embeddings, sr norms of stages 1-3 (2 blocks each)
+
+
+def test_legacy_epsilons_and_a_config_json_without_the_field(tmp_path: Path) -> None:
+    """A checkpoint saved before the field existed (config.json without visual.layernorm_eps)
+    loads with 1e-6 everywhere and computes what it computed then; the mmseg epsilons differ."""
+    import json
+
+    from ddavs_rt.config import ModelConfig
+    from ddavs_rt.model.checkpoint import load_checkpoint, save_checkpoint
+    from ddavs_rt.model.ddavs import build_model
+
+    legacy = VisualEncoderConfig(variant="b0", layernorm_eps="legacy")
+    assert set(_norm_eps(MixTransformer(legacy)).values()) == {1e-6}
+    cfg = ModelConfig.model_validate({
+        "name": "eps", "input_size": 32,
+        "visual": {"variant": "b0", "embed_dims": [16, 32, 40, 64], "depths": [1, 1, 1, 1], "layernorm_eps": "legacy"},
+        "audio": {"kind": "small", "channels": [8, 16, 16], "dim": 32},
+        "aqm": {"num_queries": 2, "layers": 1, "heads": 4, "bank_refinement": False},
+        "com": {"enabled": False}, "avam": {"heads": 4}, "decoder": {"hidden_dim": 16},
+    })
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    save_checkpoint(tmp_path / "old", model, cfg)
+    data = json.loads((tmp_path / "old" / "config.json").read_text())
+    del data["visual"]["layernorm_eps"]  # as written before the field existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(data))
+    loaded, loaded_cfg = load_checkpoint(tmp_path / "old")
+    assert loaded_cfg.visual.layernorm_eps == "legacy"
+    frames = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
+    audio = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        expected = model(frames, audio)
+        assert torch.equal(loaded.eval()(frames, audio), expected)
+        mmseg = build_model(cfg.model_copy(update={"visual": cfg.visual.model_copy(update={"layernorm_eps": "mmseg"})})).eval()
+        mmseg.load_state_dict(model.state_dict())
+        assert not torch.equal(mmseg(frames, audio), expected)
+    assert ModelConfig.model_validate({"name": "new"}).visual.layernorm_eps == "mmseg"  # new configs: mmseg

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ddavs_rt.config import AQMConfig
-from ddavs_rt.model.avam import LN_EPS, FeedForward, MultiHeadAttention
+from ddavs_rt.model.layers import LN_EPS, FeedForward, MultiHeadAttention
 
 
 class QFormerLayer(nn.Module):

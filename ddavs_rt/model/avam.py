@@ -17,54 +17,9 @@ ablation uses audio.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-LN_EPS = 1e-6
-
-
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate query and key/value inputs (batch first).
-
-    Written with `scaled_dot_product_attention` so it exports to ONNX with a dynamic batch.
-    """
-
-    def __init__(self, dim: int, heads: int, kv_dim: int | None = None) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
-        kv_dim = dim if kv_dim is None else kv_dim
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(kv_dim, dim)
-        self.v = nn.Linear(kv_dim, dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, query: Tensor, context: Tensor) -> Tensor:
-        """query [B, Nq, C], context [B, Nk, Ckv] -> [B, Nq, C]."""
-        b, nq, c = query.shape
-        d = c // self.heads
-        q = self.q(query).reshape(b, nq, self.heads, d).transpose(1, 2)  # [B, h, Nq, d]
-        k = self.k(context).reshape(b, -1, self.heads, d).transpose(1, 2)  # [B, h, Nk, d]
-        v = self.v(context).reshape(b, -1, self.heads, d).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, h, Nq, d]
-        return self.proj(out.transpose(1, 2).reshape(b, nq, c))
-
-
-class FeedForward(nn.Module):
-    def __init__(self, dim: int, ratio: float) -> None:
-        super().__init__()
-        hidden = int(dim * ratio)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-def attention_heads(width: int, wanted: int, fallback: int) -> int:
-    """`wanted` heads when they divide `width`, else the MiT stage's own head count."""
-    return wanted if width % wanted == 0 else fallback
+from ddavs_rt.model.layers import LN_EPS, FeedForward, MultiHeadAttention
 
 
 class CrossAlignmentBlock(nn.Module):

@@ -60,10 +60,23 @@ def _read_config(folder: Path) -> ModelConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not valid JSON ({error}); re-save the checkpoint") from None
+    data = with_legacy_defaults(data)
     try:
         return parse_config(data, ModelConfig, str(path))
     except ConfigError as error:
         raise CheckpointError(f"invalid model config in checkpoint: {error}") from None
+
+
+def with_legacy_defaults(data: object) -> object:
+    """A saved config.json from before a behaviour-changing field existed means the old
+    behaviour: `visual.layernorm_eps` absent is "legacy" (MiT LayerNorm eps 1e-6 everywhere)."""
+    if isinstance(data, dict):
+        visual = data.get("visual")
+        visual = dict(visual) if isinstance(visual, dict) else {}
+        if "layernorm_eps" not in visual:
+            visual["layernorm_eps"] = "legacy"
+            data = {**data, "visual": visual}
+    return data
 
 
 def _read_weights(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:

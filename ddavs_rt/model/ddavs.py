@@ -23,10 +23,11 @@ from torch import Tensor, nn
 from ddavs_rt.config import ModelConfig
 from ddavs_rt.model.aqm import AudioQueryModule
 from ddavs_rt.model.audio_encoder import build_audio_encoder
-from ddavs_rt.model.avam import CrossAlignmentBlock, HeadFusion, attention_heads
+from ddavs_rt.model.avam import CrossAlignmentBlock, HeadFusion
 from ddavs_rt.model.com import ContrastiveModule
 from ddavs_rt.model.decoder import MLPDecoder
 from ddavs_rt.model.frames import FramePreprocess, to_frame_size
+from ddavs_rt.model.layers import attention_heads
 from ddavs_rt.model.mit import MixTransformer
 
 

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ddavs_rt.config import DDESegConfig, ModelConfig
 from ddavs_rt.model.audio_encoder import build_audio_encoder
-from ddavs_rt.model.avam import LN_EPS, FeedForward, MultiHeadAttention, attention_heads
+from ddavs_rt.model.layers import LN_EPS, FeedForward, MultiHeadAttention, attention_heads
 from ddavs_rt.model.decoder import MLPDecoder
 from ddavs_rt.model.mit import MixTransformer
 from ddavs_rt.model.variant_base import VariantBase

@@ -29,7 +29,7 @@ from ddavs_rt.config import HTSATConfig
 from ddavs_rt.errors import ConfigError
 from ddavs_rt.model.audio_encoder import AudioEncoder
 from ddavs_rt.model.frontend import LogMel
-from ddavs_rt.model.mit import DropPath
+from ddavs_rt.model.layers import DropPath
 
 
 class Mlp(nn.Module):

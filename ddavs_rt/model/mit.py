@@ -14,43 +14,50 @@ Module names follow the official mmseg checkpoints (`patch_embed.proj/norm`, `at
 proj`, `mlp.fc1/dwconv/fc2`, `norm`) so `official_mit.py` maps keys one to one:
 `patch_embed{i}.*` -> `stages.{i-1}.patch_embed.*`, `block{i}.{j}.*` -> `stages.{i-1}.blocks.{j}.*`,
 `norm{i}.*` -> `stages.{i-1}.norm.*`.
+
+LayerNorm epsilons follow the config's `layernorm_eps`: "mmseg" is what mmseg's
+mix_transformer.py (which trained the ImageNet `mit_bX.pth` weights) uses, 1e-5 in the patch
+embedding norms and in the attention's spatial-reduction norm (plain nn.LayerNorm) and 1e-6 in the
+blocks' norm1 / norm2 and the stage norms (its `norm_layer`); "legacy" is 1e-6 everywhere, what
+checkpoints saved before the field existed were trained with (a config.json without the field).
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddavs_rt.config import VisualEncoderConfig
+from ddavs_rt.model.layers import DropPath
 
-LN_EPS = 1e-6
 PATCH_KERNELS = (7, 3, 3, 3)
 PATCH_STRIDES = (4, 2, 2, 2)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch per sample while training."""
+@dataclass(frozen=True)
+class MiTNormEps:
+    """LayerNorm epsilons of a MiT: patch embedding, attention's spatial reduction, blocks and stages."""
 
-    def __init__(self, prob: float) -> None:
-        super().__init__()
-        self.prob = prob
+    patch_embed: float
+    reduction: float
+    block: float
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.prob == 0.0:
-            return x
-        keep = 1.0 - self.prob
-        mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) < keep
-        return x * mask.to(x.dtype) / keep
+
+MIT_NORM_EPS: dict[str, MiTNormEps] = {
+    "mmseg": MiTNormEps(patch_embed=1e-5, reduction=1e-5, block=1e-6),
+    "legacy": MiTNormEps(patch_embed=1e-6, reduction=1e-6, block=1e-6),
+}
 
 
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows, then LayerNorm over channels."""
 
-    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int) -> None:
+    def __init__(self, in_channels: int, dim: int, kernel: int, stride: int, eps: float) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=kernel, stride=stride, padding=kernel // 2)
-        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         x = self.proj(x)  # [B, Cin, H, W] -> [B, C, h, w]
@@ -62,7 +69,7 @@ class OverlapPatchEmbed(nn.Module):
 class EfficientSelfAttention(nn.Module):
     """Self-attention whose keys/values come from a spatially reduced copy of the tokens."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int) -> None:
+    def __init__(self, dim: int, heads: int, sr_ratio: int, eps: float) -> None:
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
@@ -70,7 +77,7 @@ class EfficientSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
-            self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+            self.norm = nn.LayerNorm(dim, eps=eps)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, h: int, w: int) -> Tensor:
@@ -112,11 +119,13 @@ class MixFFN(nn.Module):
 class MiTBlock(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)); x + mlp(norm2(x)), with stochastic depth."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: float, drop_path: float) -> None:
+    def __init__(
+        self, dim: int, heads: int, sr_ratio: int, mlp_ratio: float, drop_path: float, eps: MiTNormEps,
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = EfficientSelfAttention(dim, heads, sr_ratio)
-        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.norm1 = nn.LayerNorm(dim, eps=eps.block)
+        self.attn = EfficientSelfAttention(dim, heads, sr_ratio, eps.reduction)
+        self.norm2 = nn.LayerNorm(dim, eps=eps.block)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
@@ -130,15 +139,15 @@ class MiTStage(nn.Module):
 
     def __init__(
         self, in_channels: int, dim: int, kernel: int, stride: int, depth: int, heads: int,
-        sr_ratio: int, mlp_ratio: float, drop_paths: list[float],
+        sr_ratio: int, mlp_ratio: float, drop_paths: list[float], eps: MiTNormEps,
     ) -> None:
         super().__init__()
         self.dim = dim
-        self.patch_embed = OverlapPatchEmbed(in_channels, dim, kernel, stride)
+        self.patch_embed = OverlapPatchEmbed(in_channels, dim, kernel, stride, eps.patch_embed)
         self.blocks = nn.ModuleList(
-            MiTBlock(dim, heads, sr_ratio, mlp_ratio, drop_paths[j]) for j in range(depth)
+            MiTBlock(dim, heads, sr_ratio, mlp_ratio, drop_paths[j], eps) for j in range(depth)
         )
-        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.norm = nn.LayerNorm(dim, eps=eps.block)
 
     def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """[B, Cin, H, W] -> tokens [B, h*w, C] and (h, w)."""
@@ -164,6 +173,7 @@ class MixTransformer(nn.Module):
         dims = tuple(cfg.embed_dims)  # type: ignore[arg-type]
         depths = tuple(cfg.depths)  # type: ignore[arg-type]
         self.dims: tuple[int, ...] = dims
+        self.norm_eps = MIT_NORM_EPS[cfg.layernorm_eps]
         total = sum(depths)
         rates = [cfg.drop_path * i / max(total - 1, 1) for i in range(total)]  # linear schedule
         stages = []
@@ -174,6 +184,7 @@ class MixTransformer(nn.Module):
                 MiTStage(
                     in_channels, dims[i], PATCH_KERNELS[i], PATCH_STRIDES[i], depths[i],
                     cfg.num_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio, rates[start:start + depths[i]],
+                    self.norm_eps,
                 )
             )
             start += depths[i]

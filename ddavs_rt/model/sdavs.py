@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ddavs_rt.config import ModelConfig, SDAVSConfig
 from ddavs_rt.model.audio_encoder import build_audio_encoder
-from ddavs_rt.model.avam import LN_EPS
+from ddavs_rt.model.layers import LN_EPS
 from ddavs_rt.model.mit import MixTransformer
 from ddavs_rt.model.variant_base import VariantBase
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from ddavs_rt.errors import DataError
@@ -144,22 +145,55 @@ def build_synthavs(root: Path) -> None:
     write_csv(root / "metadata.csv", ["uid", "label", "split"], rows)
 
 
-def build_vpo(root: Path) -> None:
-    header = ["cateName", "img_Id", "ann_Ids", "cateId", "vgg_file", "split"]
-    # image 7: one dog (single source); image 9: a dog and a car (two sources, two audio files)
-    rows = [["dog", 7, 70, 18, "vggA", "train"], ["dog", 9, 90, 18, "vggB", "train"], ["car", 9, 91, 3, "vggC", "train"]]
-    write_csv(root / "vpo_ms_train.csv", header, rows)
-    for clip, (category, image_id, ann, _cid, vgg, split) in enumerate(rows):
-        write_frame(root / split / "data" / category / f"{image_id:012d}.jpg", clip, 0)
-        mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
-        if category == "car":
-            mask[20:30, 0:10] = 1
-        else:
-            mask[0:10, 0:10] = 1
-        write_png(root / "mask" / category / f"{image_id:012d}_{ann:012d}.png", mask)
-    write_wav(root / "audios" / "vggA.wav", 0, 1, extra_hz=500.0)
-    write_wav(root / "audios" / "vggB.wav", 0, 1, extra_hz=700.0)
-    write_wav(root / "audios" / "vggC.wav", 0, 1, extra_hz=1300.0)
+VPO_HEADER = ["cateName", "img_Id", "ann_Ids", "cateId", "vgg_file", "split", "multi_instance"]
+
+
+def write_label_png(path: Path, ids: np.ndarray) -> None:
+    """A mask as VPO ships it: one channel of raw COCO category ids (0 background, 255 ignore)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ids.astype(np.uint8), mode="L").save(path)
+
+
+def build_vpo(root: Path) -> tuple[Path, Path]:
+    """VPO/ (CAVP config_vpo_*.py) beside a VGGSound root: VPO-SS with per-category folders and one
+    mask per row, VPO-MS / VPO-MSMI with one image and one mask per image; masks hold COCO ids.
+    Returns (VPO folder, VGGSound root)."""
+    vpo, vgg = root / "VPO", root / "vggsound"
+    ss = vpo / "VPO-SS"
+    write_csv(ss / "vpo_ss_data_stereo.csv", VPO_HEADER[:-1], [
+        ["dog", 7, 70, 18, "vggA", "train"], ["cat", 8, 80, 17, "vggB", "val"],
+    ])
+    for clip, (category, image_id, ann, coco) in enumerate([("dog", 7, 70, 18), ("cat", 8, 80, 17)]):
+        write_frame(ss / "data" / category / f"{image_id:012d}.jpg", clip, 0)
+        ids = np.zeros((SIDE, SIDE), dtype=np.uint8)
+        ids[4:12, 4:12] = coco
+        ids[12, 4:12] = 255  # the object's ignored border
+        write_label_png(ss / "mask" / category / f"{image_id:012d}_{ann:012d}.png", ids)
+    ms = vpo / "VPO-MS"
+    # image 9: a cat and a dog, two sources; image 11: one dog
+    write_csv(ms / "vpo_ms_data_stereo.csv", VPO_HEADER[:-1], [
+        ["cat", 9, 90, 17, "vggB", "test"], ["dog", 9, 91, 18, "vggC", "test"], ["dog", 11, 110, 18, "vggA", "test"],
+    ])
+    for clip, image_id in enumerate([9, 11]):
+        write_frame(ms / "data" / f"{image_id:012d}.jpg", clip, 0)
+        ids = np.zeros((SIDE, SIDE), dtype=np.uint8)
+        ids[0:10, 0:10] = 18
+        if image_id == 9:
+            ids[20:30, 0:10] = 17
+        write_label_png(ms / "mask" / f"{image_id:012d}.png", ids)
+    msmi = vpo / "VPO-MSMI"
+    write_csv(msmi / "vpo_msmi_data_stereo.csv", VPO_HEADER, [
+        ["dog", 11, 110, 18, "vggA", "test", 0],  # single instance: read from VPO-MS
+        ["horse", 13, 130, 19, "vggC", "test", 1],
+    ])
+    write_frame(msmi / "data" / f"{13:012d}.jpg", 2, 0)
+    ids = np.zeros((SIDE, SIDE), dtype=np.uint8)
+    ids[5:9, 5:9] = 19
+    write_label_png(msmi / "mask" / f"{13:012d}.png", ids)
+    write_wav(vgg / "audios" / "vggA.wav", 0, 5)  # 5 s of per-second tones
+    write_wav(vgg / "audios" / "vggB.wav", 0, 1, extra_hz=700.0)  # 1 s: shorter than the 3 s crop
+    write_wav(vgg / "audios" / "vggC.wav", 0, 1, extra_hz=1300.0)
+    return vpo, vgg
 
 
 # ------------------------------------------------------------------ checks
@@ -327,20 +361,72 @@ def test_synthavs_uses_binary_masks_meta_tags_and_class_list(tmp_path: Path) -> 
     assert test.uids == ["s1"] and test[0].tags == ["off-screen"]
 
 
-def test_vpo_groups_rows_of_one_image_and_mixes_their_audio(tmp_path: Path) -> None:
-    build_vpo(tmp_path)
-    dataset = open_dataset(tmp_path, "vpo", "train", size=None, sample_rate=MODEL_RATE, subset="ms")
-    assert dataset.class_names == ["background", "car", "dog"]
-    assert dataset.uids == ["000000000007", "000000000009"]
-    single, double = dataset[0], dataset[1]
-    assert single.frames.shape == (1, SIDE, SIDE, 3) and single.audio.shape == (1, MODEL_RATE)
-    assert dominant_hz(single.audio[0]) == pytest.approx(500, abs=3)
-    assert (double.semantic[0] == 2).sum() == 100 and (double.semantic[0] == 1).sum() == 100
-    assert double.masks[0].sum() == 200 and double.tags == ["ms", "dog", "car"]
-    spectrum = np.abs(np.fft.rfft(double.audio[0]))
-    freqs = np.fft.rfftfreq(MODEL_RATE, 1 / MODEL_RATE)
-    top_two = sorted(freqs[np.argsort(spectrum)[-2:]].round())
-    assert top_two == [700.0, 1300.0]
+def cavp_crop(wave: np.ndarray, length: int) -> np.ndarray:
+    """CAVP crop_audio from its definition: mid = len // 2, st = mid - length // 2, python slice
+    [st:st + length] (a negative st counts from the end), tiled by repeat when short."""
+    mid = wave.shape[0] // 2
+    st = mid - length // 2
+    piece = wave[st : st + length]
+    if piece.shape[0] != length:
+        piece = np.tile(piece, length // piece.shape[0] + 1)[:length]
+    return piece
+
+
+def test_vpo_single_source_follows_cavp_paths_classes_ignore_and_centred_audio(tmp_path: Path) -> None:
+    from ddavs_rt.train.datasets.media import decode_audio
+
+    vpo, vgg = build_vpo(tmp_path)
+    train = open_dataset(vpo, "vpo", "train", size=None, sample_rate=MODEL_RATE, subset="ss", audio_root=vgg)
+    # CAVP class_list.py index_table_coco: background + 21 categories in alphabetical order
+    assert train.class_names[:4] == ["background", "airplane", "baby", "bird"] and len(train.class_names) == 22
+    sample = train[0]
+    assert train.uids == ["7_70"] and sample.tags == ["ss", "dog"]
+    dog = train.class_names.index("dog")
+    assert (sample.semantic[0][4:12, 4:12] == dog).all() and (sample.semantic[0][12, 4:12] == 255).all()
+    assert sample.masks[0].sum() == 64  # 255 is ignored, not an object
+    length = 3 * MODEL_RATE
+    assert sample.audio.shape == (1, length)
+    expected = cavp_crop(decode_audio(vgg / "audios" / "vggA.wav", MODEL_RATE), length)
+    np.testing.assert_array_equal(sample.audio[0], expected)
+    # the 5 s file's centred 3 s are its seconds 1, 2 and 3
+    assert dominant_hz(sample.audio[0][:MODEL_RATE]) == pytest.approx(tone_hz(0, 1), abs=3)
+    assert dominant_hz(sample.audio[0][-MODEL_RATE:]) == pytest.approx(tone_hz(0, 3), abs=3)
+    test = open_dataset(vpo, "vpo", "test", size=None, sample_rate=MODEL_RATE, subset="ss", audio_root=vgg)
+    assert test.uids == ["8_80"]  # the CSV's "val" rows are CAVP's test split
+
+
+def test_vpo_multi_source_remaps_coco_ids_per_pixel_and_sums_cropped_sources(tmp_path: Path) -> None:
+    from ddavs_rt.train.datasets.media import decode_audio
+
+    vpo, vgg = build_vpo(tmp_path)
+    dataset = open_dataset(vpo / "VPO-MS", "vpo", "test", size=None, sample_rate=MODEL_RATE, subset="ms", audio_root=vgg)
+    assert dataset.uids == ["9", "11"]
+    both = dataset[0]
+    names = dataset.class_names
+    assert (both.semantic[0][0:10, 0:10] == names.index("dog")).all()
+    assert (both.semantic[0][20:30, 0:10] == names.index("cat")).all()  # not painted with the last row's class
+    assert both.tags == ["ms", "cat", "dog"]
+    length = 3 * MODEL_RATE
+    b = cavp_crop(decode_audio(vgg / "audios" / "vggB.wav", MODEL_RATE), length)
+    c = cavp_crop(decode_audio(vgg / "audios" / "vggC.wav", MODEL_RATE), length)
+    np.testing.assert_allclose(both.audio[0], b + c, atol=1e-6)  # summed, not averaged
+    msmi = open_dataset(vpo, "vpo", "test", size=None, sample_rate=MODEL_RATE, subset="msmi", audio_root=vgg)
+    assert msmi.plans[0].frames[0].image == vpo / "VPO-MS" / "data" / f"{11:012d}.jpg"  # multi_instance 0
+    assert (msmi[1].semantic[0] == names.index("horse")).sum() == 16
+
+
+def test_vpo_tree_and_audio_root_errors_name_what_is_expected(tmp_path: Path) -> None:
+    vpo, vgg = build_vpo(tmp_path)
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(vpo / "VPO-SS" / "data", "vpo", "train", subset="ss", audio_root=vgg)
+    assert "VPO-SS/vpo_ss_data_stereo.csv" in one_line_error(excinfo)
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(vpo, "vpo", "train", subset="ss", audio_root=tmp_path / "nowhere")
+    assert "--audio-root" in one_line_error(excinfo)
+    write_label_png(vpo / "VPO-SS" / "mask" / "dog" / f"{7:012d}_{70:012d}.png", np.full((SIDE, SIDE), 1, dtype=np.uint8))
+    with pytest.raises(DataError) as excinfo:
+        open_dataset(vpo, "vpo", "train", size=None, subset="ss", audio_root=vgg)[0]
+    assert "COCO ids [1]" in one_line_error(excinfo)
 
 
 # ------------------------------------------------------------------ malformed trees
@@ -379,10 +465,10 @@ def test_missing_audio_is_named_at_construction(tmp_path: Path) -> None:
 
 
 def test_missing_vpo_column_and_unknown_layout(tmp_path: Path) -> None:
-    build_vpo(tmp_path)
-    write_csv(tmp_path / "vpo_ms_train.csv", ["cateName", "img_Id", "ann_Ids", "cateId", "split"], [["dog", 7, 70, 18, "train"]])
+    vpo, vgg = build_vpo(tmp_path)
+    write_csv(vpo / "VPO-MS" / "vpo_ms_data_stereo.csv", ["cateName", "img_Id", "ann_Ids", "cateId", "split"], [["dog", 9, 91, 18, "test"]])
     with pytest.raises(DataError) as excinfo:
-        open_dataset(tmp_path, "vpo", "train", subset="ms")
+        open_dataset(vpo, "vpo", "test", subset="ms", audio_root=vgg)
     assert "'vgg_file'" in one_line_error(excinfo)
     with pytest.raises(DataError) as excinfo:
         open_dataset(tmp_path, "coco", "train")

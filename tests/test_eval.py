@@ -209,3 +209,72 @@ def test_eval_cli_names_the_avss_protocol_and_refuses_a_binary_checkpoint(
                      "--layout", "avss", "--frame-size", "32"])
     assert code != 0
     assert "scores 71 classes but the checkpoint predicts 1" in capsys.readouterr().err
+
+
+def cavp_dataset_level(preds: list[torch.Tensor], labels: list[torch.Tensor], nclass: int) -> tuple[float, float]:
+    """CAVP utils/eval_utils.py from its definition. MIoU: label 255 -> -1, ids shifted by one,
+    torch.histc over [1, nclass] summed over the dataset, iou = inter / (spacing(1) + union),
+    mean over all nclass classes. ForegroundDetect: confusion matrix of pixels whose label is in
+    [0, nclass) and not 255, F_0.3 = 1.3 tp / (1.3 tp + 0.3 fn + fp), nanmean over classes."""
+    import numpy as np
+
+    inter_sum, union_sum = np.zeros(nclass), np.zeros(nclass)
+    confusion = np.zeros((nclass, nclass))
+    for pred, label in zip(preds, labels):
+        target = label.clone()
+        target[target == 255] = -1
+        predict = (pred + 1) * (target + 1 > 0).long()
+        target1 = target + 1
+        intersection = predict * (predict == target1).long()
+        area_inter = torch.histc(intersection.float(), bins=nclass, max=nclass, min=1).numpy()
+        area_pred = torch.histc(predict.float(), bins=nclass, max=nclass, min=1).numpy()
+        area_lab = torch.histc(target1.float(), bins=nclass, max=nclass, min=1).numpy()
+        inter_sum += area_inter
+        union_sum += area_pred + area_lab - area_inter
+        lt, lp = label.numpy().ravel(), pred.numpy().ravel()
+        keep = (lt >= 0) & (lt < nclass) & (lt != 255)
+        confusion += np.bincount(nclass * lt[keep] + lp[keep], minlength=nclass**2).reshape(nclass, nclass)
+    miou = float((inter_sum / (np.spacing(1) + union_sum)).mean())
+    tp = np.diag(confusion)
+    fp, fn = confusion.sum(0) - tp, confusion.sum(1) - tp
+    with np.errstate(invalid="ignore"):
+        f = float(np.nanmean(1.3 * tp / (1.3 * tp + 0.3 * fn + fp)))
+    return miou, f
+
+
+def test_vpo_is_scored_dataset_level_as_cavp_with_255_ignored(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ddavs_rt.metrics import SEMANTIC_DATASET_LEVEL
+    from ddavs_rt.train.evaluate import evaluate_semantic
+
+    folder = tmp_path / "VPO" / "VPO-SS"
+    folder.mkdir(parents=True)
+    rows = ["cateName,img_Id,ann_Ids,cateId,vgg_file,split"]
+    for k, (cat, coco) in enumerate([("cat", 17), ("dog", 18), ("dog", 18)]):
+        rows.append(f"{cat},{k + 1},{k + 10},{coco},v{k},test")
+        (folder / "data" / cat).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32, 3), 100, dtype=np.uint8)).save(folder / "data" / cat / f"{k + 1:012d}.jpg")
+        ids = np.zeros((32, 32), dtype=np.uint8)
+        ids[2 + 3 * k : 14 + 3 * k, 6:18] = coco
+        ids[0:2, :] = 255  # ignored rows where the predictor says "cat": they must not count
+        (folder / "mask" / cat).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids, mode="L").save(folder / "mask" / cat / f"{k + 1:012d}_{k + 10:012d}.png")
+        write_wav(tmp_path / "vgg" / "audios" / f"v{k}.wav", 4)
+    (folder / "vpo_ss_data_stereo.csv").write_text("\n".join(rows) + "\n")
+    dataset = open_dataset(tmp_path / "VPO", "vpo", "test", size=32, subset="ss", audio_root=tmp_path / "vgg", audio_seconds=1.0)
+
+    class Predictor(BoxPredictor):
+        def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(frames, audio)
+            logits[:, 6, 0:2, :] = 5.0  # "cat" on the ignored rows
+            return logits
+
+    result = evaluate_semantic(Predictor(22), ClipSelection(dataset, [0, 1, 2]), 22, SEMANTIC_DATASET_LEVEL, batch_size=2)
+    preds = [Predictor(22)(torch.zeros(1, 32, 32, 3), torch.zeros(1, 16000))[0].argmax(0) for _ in range(3)]
+    labels = [torch.from_numpy(dataset[i].semantic[0]).long() for i in range(3)]
+    miou, f = cavp_dataset_level(preds, labels, 22)
+    assert result.protocol == SEMANTIC_DATASET_LEVEL and result.num_frames == 3
+    assert result.miou == pytest.approx(miou, abs=1e-9) and result.f == pytest.approx(f, abs=1e-9)
+    assert 0 < miou < 1 and labels[0][0, 0] == 255

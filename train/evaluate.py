@@ -250,6 +250,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset layout (default synthavs); it decides the metric: binary J/F for s4, ms3, synthavs, "
                              "per-frame mIoU/F for avss, dataset-level mIoU/F for vpo")
     parser.add_argument("--split", default="test", help="split (default test)")
+    parser.add_argument("--subset", default="ss", choices=["ss", "ms", "msmi"], help="VPO subset (default ss)")
+    parser.add_argument("--audio-root", default=None,
+                        help="VPO: the VGGSound root holding audios/<vgg_file>.wav (default: searched beside the VPO folder)")
     parser.add_argument("--tags", nargs="+", default=None, help="only clips carrying any of these tags")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4)")
     parser.add_argument("--shuffle-audio", action="store_true", help="pair every clip with another clip's audio")
@@ -265,13 +268,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if Path(args.checkpoint).is_dir():
         model, cfg = load_checkpoint(args.checkpoint, map_location=args.device)
-        sample_rate = cfg.sample_rate
+        sample_rate, window_samples = cfg.sample_rate, cfg.window_samples
     else:
         from ddavs_rt.engine import open_engine
 
         engine = open_engine(args.checkpoint, backend=args.backend)
-        model, sample_rate = EngineAsModel(engine), engine.spec.sample_rate
-    dataset = open_dataset(args.data, args.layout, args.split, size=args.frame_size, sample_rate=sample_rate)
+        model, sample_rate, window_samples = EngineAsModel(engine), engine.spec.sample_rate, engine.spec.window_samples
+    options: dict = {}
+    if args.layout == "vpo":  # CAVP's crop rule, cut to the model's window
+        options = {"subset": args.subset, "audio_root": args.audio_root, "audio_seconds": window_samples / sample_rate}
+    dataset = open_dataset(args.data, args.layout, args.split, size=args.frame_size, sample_rate=sample_rate, **options)
     indices = select_clips(dataset, args.tags)
     partner = derangement(len(indices), args.seed) if args.shuffle_audio else None
     clips = ClipSelection(dataset, indices, partner)

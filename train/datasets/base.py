@@ -24,13 +24,15 @@ from .sample import ClipSample
 
 logger = logging.getLogger(__name__)
 
+IGNORE_LABEL = 255  # a class-map value that is no class: left out of losses and metrics
+
 
 @dataclass(frozen=True)
 class FramePlan:
     """The files of one frame. `image` None is a padding frame. Ground truth, first found wins:
-    `mask` (binary PNG, > 0 is sounding) for the binary mask; `semantic` (class-id PNG),
-    `semantic_rgb` (VOC palette PNG) or `class_masks` ((PNG, class id) pairs painted in order) for
-    the class map. A frame with none of them has no ground truth (mask_valid False).
+    `mask` (binary PNG, > 0 is sounding) for the binary mask; `semantic` (class-id PNG, or the
+    layout's own label PNG) or `semantic_rgb` (VOC palette PNG) for the class map, whose value 255
+    marks ignored pixels (VPO). A frame with none of them has no ground truth (mask_valid False).
     `mask_rule`: "nonzero" (> 0 is sounding) or "pil-1" (PIL convert('1'), the official S4 rule)."""
 
     image: Path | None
@@ -38,18 +40,17 @@ class FramePlan:
     mask_rule: str = "nonzero"
     semantic: Path | None = None
     semantic_rgb: Path | None = None
-    class_masks: tuple[tuple[Path, int], ...] = ()
 
     @property
     def has_semantic(self) -> bool:
-        return self.semantic is not None or self.semantic_rgb is not None or bool(self.class_masks)
+        return self.semantic is not None or self.semantic_rgb is not None
 
     @property
     def has_truth(self) -> bool:
         return self.mask is not None or self.has_semantic
 
     def files(self) -> list[Path]:
-        paths = [self.image, self.mask, self.semantic, self.semantic_rgb, *(p for p, _ in self.class_masks)]
+        paths = [self.image, self.mask, self.semantic, self.semantic_rgb]
         return [p for p in paths if p is not None]
 
 
@@ -57,7 +58,7 @@ class FramePlan:
 class ClipPlan:
     uid: str
     frames: tuple[FramePlan, ...]
-    audio: tuple[Path, ...]  # several files are mixed (averaged), as in VPO multi-source
+    audio: tuple[Path, ...]  # several files are mixed (averaged; VPO sums its own way)
     tags: tuple[str, ...] = ()
 
     def files(self) -> list[Path]:
@@ -160,18 +161,21 @@ class ClipDataset(Dataset[ClipSample]):
             elif frame.mask is not None:
                 masks[i] = read_gray(frame.mask, frame_size) > 0
             elif classes is not None:
-                masks[i] = classes > 0
-        wave = self._read_audio(plan)
-        if frame_indices is None:
-            audio = audio_windows(wave, self.sample_rate, t, self.window_seconds)
-        else:
-            audio = audio_windows(wave, self.sample_rate, max(frame_indices) + 1, self.window_seconds)[frame_indices]
+                masks[i] = (classes > 0) & (classes != IGNORE_LABEL)
+        audio = self._clip_audio(plan, t, frame_indices)
         audio[~frame_valid] = 0.0  # a padding frame has no sound
         return ClipSample(
             uid=plan.uid, frames=frames, audio=audio, masks=masks, semantic=semantic,
             mask_valid=mask_valid, frame_valid=frame_valid, tags=list(plan.tags),
             class_names=self.class_names, layout=self.info.name,
         )
+
+    def _clip_audio(self, plan: ClipPlan, t: int, frame_indices: list[int] | None) -> np.ndarray:
+        """float32 [T, S]: frame t's window is [t, t + window_seconds) s of the clip's audio."""
+        wave = self._read_audio(plan)
+        if frame_indices is None:
+            return audio_windows(wave, self.sample_rate, t, self.window_seconds)
+        return audio_windows(wave, self.sample_rate, max(frame_indices) + 1, self.window_seconds)[frame_indices]
 
     def _first_frame_size(self, plan: ClipPlan) -> Size:
         first = next(f.image for f in plan.frames if f.image is not None)
@@ -190,11 +194,7 @@ class ClipDataset(Dataset[ClipSample]):
         if frame.semantic_rgb is not None:
             labels = read_palette_labels(frame.semantic_rgb, size)
             return np.where(labels < self.info.palette_classes, labels, 0).astype(np.uint8)
-        classes = np.zeros(size, dtype=np.uint8)
-        for path, class_id in frame.class_masks:
-            object_mask = read_gray(path, size)
-            classes[(object_mask > 0) & (object_mask != 255)] = class_id  # 255 marks ignored pixels
-        return classes
+        raise DataError(f"frame {frame.image} has no class map")
 
     def _read_audio(self, plan: ClipPlan) -> np.ndarray:
         waves = [decode_audio(path, self.sample_rate) for path in plan.audio]
@@ -240,4 +240,4 @@ class SampledFrames(Dataset[ClipSample]):
         return self.dataset.load(index, self.frame_indices(index))
 
 
-__all__ = ["ClipDataset", "SampledFrames", "ClipPlan", "FramePlan", "LayoutInfo", "require_files", "normalise_size"]
+__all__ = ["IGNORE_LABEL", "ClipDataset", "SampledFrames", "ClipPlan", "FramePlan", "LayoutInfo", "require_files", "normalise_size"]

@@ -214,7 +214,8 @@ class AVAMConfig(StrictModel):
 
     `positions` are 1-based stage numbers of the four-stage encoder; [3, 4] is the paper's
     delayed alignment. With `enabled: false` audio is fused once at the encoder-decoder
-    interface instead (the paper's baseline fusion, its Table 6 "head" position).
+    interface instead (`BaselineInterfaceFusion`, this project's baseline fusion, not a paper
+    component).
     """
 
     enabled: bool = True

@@ -18,6 +18,7 @@ from ddavs_rt.model.htsat import (
     window_reverse,
 )
 from ddavs_rt.model.official_audio import load_htsat_checkpoint
+from support.official_files import random_state, swin_relative_position_index
 
 torch.set_num_threads(2)
 
@@ -41,46 +42,14 @@ def _audio(batch: int, seed: int = 0) -> torch.Tensor:
 
 
 def official_htsat_state(seed: int = 1) -> dict[str, torch.Tensor]:
-    """The official HTS-AT (AudioSet, public config) state_dict names and shapes, random values."""
-    gen = torch.Generator().manual_seed(seed)
-    shapes: dict[str, tuple[int, ...]] = {
-        "spectrogram_extractor.stft.conv_real.weight": (513, 1, 1024),
-        "spectrogram_extractor.stft.conv_imag.weight": (513, 1, 1024),
-        "logmel_extractor.melW": (513, 64),
-        "bn0.weight": (64,), "bn0.bias": (64,), "bn0.running_mean": (64,), "bn0.running_var": (64,),
-        "patch_embed.proj.weight": (96, 1, 4, 4), "patch_embed.proj.bias": (96,),
-        "patch_embed.norm.weight": (96,), "patch_embed.norm.bias": (96,),
-        "norm.weight": (768,), "norm.bias": (768,),
-        "tscam_conv.weight": (527, 768, 2, 3), "tscam_conv.bias": (527,),
-        "head.weight": (527, 527), "head.bias": (527,),
-    }
-    dim, res = 96, 64
-    for i, (depth, heads) in enumerate(zip((2, 2, 6, 2), (4, 8, 16, 32))):
-        window = min(8, res)
-        for j in range(depth):
-            b = f"layers.{i}.blocks.{j}"
-            shapes.update({
-                f"{b}.norm1.weight": (dim,), f"{b}.norm1.bias": (dim,),
-                f"{b}.attn.relative_position_bias_table": ((2 * window - 1) ** 2, heads),
-                f"{b}.attn.qkv.weight": (3 * dim, dim), f"{b}.attn.qkv.bias": (3 * dim,),
-                f"{b}.attn.proj.weight": (dim, dim), f"{b}.attn.proj.bias": (dim,),
-                f"{b}.norm2.weight": (dim,), f"{b}.norm2.bias": (dim,),
-                f"{b}.mlp.fc1.weight": (4 * dim, dim), f"{b}.mlp.fc1.bias": (4 * dim,),
-                f"{b}.mlp.fc2.weight": (dim, 4 * dim), f"{b}.mlp.fc2.bias": (dim,),
-            })
-            if j % 2 == 1 and res > window:
-                shapes[f"{b}.attn_mask"] = ((res // window) ** 2, window * window, window * window)
-        if i < 3:
-            shapes[f"layers.{i}.downsample.norm.weight"] = (4 * dim,)
-            shapes[f"layers.{i}.downsample.norm.bias"] = (4 * dim,)
-            shapes[f"layers.{i}.downsample.reduction.weight"] = (2 * dim, 4 * dim)
-            dim, res = dim * 2, res // 2
-    state = {name: torch.randn(shape, generator=gen) * 0.05 for name, shape in shapes.items()}
-    state["bn0.running_var"] = torch.rand(64, generator=gen) + 0.5
-    for i, depth in enumerate((2, 2, 6, 2)):
-        window = min(8, 64 >> i)
-        for j in range(depth):
-            state[f"layers.{i}.blocks.{j}.attn.relative_position_index"] = relative_position_index(window)
+    """The official HTS-AT AudioSet checkpoint's names and shapes (tests/fixtures/official/
+    htsat_audioset.json), random values; Swin's relative_position_index from Swin's definition."""
+    state = random_state("htsat_audioset", seed)
+    state["bn0.running_var"] = torch.rand(64, generator=torch.Generator().manual_seed(seed)) + 0.5
+    for key, value in state.items():
+        if key.endswith("attn.relative_position_index"):
+            window = int(round(value.shape[0] ** 0.5))
+            state[key] = swin_relative_position_index(window)
     state["bn0.num_batches_tracked"] = torch.tensor(1000)
     return state
 
@@ -141,6 +110,7 @@ def test_shifted_mask_separates_regions_and_relative_index_is_centred() -> None:
     index = relative_position_index(8)
     assert index.shape == (64, 64) and int(index.min()) == 0 and int(index.max()) == 15 * 15 - 1
     assert (index.diagonal() == 7 * 15 + 7).all()
+    assert torch.equal(index, swin_relative_position_index(8))  # Swin's definition
 
 
 def test_official_htsat_checkpoint_loads_and_changes_outputs(cfg: ModelConfig, tmp_path: Path) -> None:

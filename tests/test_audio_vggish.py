@@ -12,20 +12,12 @@ from ddavs_rt.errors import CheckpointError, ConfigError
 from ddavs_rt.model.audio_encoder import build_audio_encoder
 from ddavs_rt.model.official_audio import load_vggish_checkpoint
 from ddavs_rt.model.vggish import VGGishEncoder
+from support.official_files import describe
 
 torch.set_num_threads(2)
 
-OFFICIAL_SHAPES: dict[str, tuple[int, ...]] = {
-    "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),
-    "features.3.weight": (128, 64, 3, 3), "features.3.bias": (128,),
-    "features.6.weight": (256, 128, 3, 3), "features.6.bias": (256,),
-    "features.8.weight": (256, 256, 3, 3), "features.8.bias": (256,),
-    "features.11.weight": (512, 256, 3, 3), "features.11.bias": (512,),
-    "features.13.weight": (512, 512, 3, 3), "features.13.bias": (512,),
-    "embeddings.0.weight": (4096, 12288), "embeddings.0.bias": (4096,),
-    "embeddings.2.weight": (4096, 4096), "embeddings.2.bias": (4096,),
-    "embeddings.4.weight": (128, 4096), "embeddings.4.bias": (128,),
-}
+# names and shapes of torchvggish's vggish-10086976.pth (tests/fixtures/official/vggish_torchvggish.json)
+OFFICIAL_SHAPES: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in describe("vggish_torchvggish")["keys"].items()}
 
 
 @pytest.fixture(scope="module")

@@ -11,73 +11,47 @@ from ddavs_rt.config import VisualEncoderConfig
 from ddavs_rt.errors import CheckpointError
 from ddavs_rt.model.mit import MixTransformer
 from ddavs_rt.model.official_mit import load_mit_state_dict, load_official_mit
+from support.official_files import describe, random_state
 
 CFG = VisualEncoderConfig(variant="b0")
-KERNELS = (7, 3, 3, 3)
 
 
 def mmseg_state(cfg: VisualEncoderConfig = CFG, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Names and shapes as in the official mit_b0.pth, random values."""
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *shape: torch.randn(*shape, generator=g) * 0.05  # noqa: E731
-    state: dict[str, torch.Tensor] = {}
-    cin = 3
-    for i, (c, depth, sr) in enumerate(zip(cfg.embed_dims, cfg.depths, cfg.sr_ratios), start=1):
-        k = KERNELS[i - 1]
-        state[f"patch_embed{i}.proj.weight"], state[f"patch_embed{i}.proj.bias"] = r(c, cin, k, k), r(c)
-        state[f"patch_embed{i}.norm.weight"], state[f"patch_embed{i}.norm.bias"] = 1 + r(c), r(c)
-        h = 4 * c
-        for j in range(depth):
-            b = f"block{i}.{j}"
-            state.update({
-                f"{b}.norm1.weight": 1 + r(c), f"{b}.norm1.bias": r(c),
-                f"{b}.attn.q.weight": r(c, c), f"{b}.attn.q.bias": r(c),
-                f"{b}.attn.kv.weight": r(2 * c, c), f"{b}.attn.kv.bias": r(2 * c),
-                f"{b}.attn.proj.weight": r(c, c), f"{b}.attn.proj.bias": r(c),
-                f"{b}.norm2.weight": 1 + r(c), f"{b}.norm2.bias": r(c),
-                f"{b}.mlp.fc1.weight": r(h, c), f"{b}.mlp.fc1.bias": r(h),
-                f"{b}.mlp.dwconv.dwconv.weight": r(h, 1, 3, 3), f"{b}.mlp.dwconv.dwconv.bias": r(h),
-                f"{b}.mlp.fc2.weight": r(c, h), f"{b}.mlp.fc2.bias": r(c),
-            })
-            if sr > 1:
-                state.update({
-                    f"{b}.attn.sr.weight": r(c, c, sr, sr), f"{b}.attn.sr.bias": r(c),
-                    f"{b}.attn.norm.weight": 1 + r(c), f"{b}.attn.norm.bias": r(c),
-                })
-        state[f"norm{i}.weight"], state[f"norm{i}.bias"] = 1 + r(c), r(c)
-        cin = c
-    state["head.weight"], state["head.bias"] = r(1000, cfg.embed_dims[3]), r(1000)  # ImageNet head, ignored
-    return state
+    """Names and shapes of the official mit_b0.pth (tests/fixtures/official/mit_b0_mmseg.json), random values."""
+    assert cfg is CFG
+    return random_state("mit_b0_mmseg", seed)
 
 
 def hf_state(mm: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same weights under Hugging Face Segformer names (kv split into key and value)."""
-    parts = {"norm1": "layer_norm_1", "norm2": "layer_norm_2", "attn.q": "attention.self.query",
-             "attn.sr": "attention.self.sr", "attn.norm": "attention.self.layer_norm",
-             "attn.proj": "attention.output.dense", "mlp.fc1": "mlp.dense1",
-             "mlp.dwconv.dwconv": "mlp.dwconv.dwconv", "mlp.fc2": "mlp.dense2"}
+    """The same weights under the names of Hugging Face's nvidia/mit-b0 file
+    (tests/fixtures/official/mit_b0_huggingface.json): each key there is filled from the mmseg key
+    of the same tensor, key and value being the two halves of mmseg's kv."""
+    spec = describe("mit_b0_huggingface")["keys"]
     out = {}
-    for key, value in mm.items():
-        if key.startswith("head."):
+    for key, shape in spec.items():
+        if key.startswith("classifier."):
+            out[key] = torch.zeros(shape)
             continue
-        head, _, rest = key.partition(".")
-        if head.startswith("patch_embed"):
-            i = int(head[-1]) - 1
-            out[f"segformer.encoder.patch_embeddings.{i}.{rest.replace('norm', 'layer_norm')}"] = value
-        elif head.startswith("norm"):
-            out[f"segformer.encoder.layer_norm.{int(head[-1]) - 1}.{rest}"] = value
+        parts = key.split(".")  # segformer.encoder.<kind>.<i>...
+        kind, i = parts[2], int(parts[3])
+        if kind == "patch_embeddings":
+            source = f"patch_embed{i + 1}.{parts[4].replace('layer_norm', 'norm')}.{parts[5]}"
+        elif kind == "layer_norm":
+            source = f"norm{i + 1}.{parts[4]}"
         else:
-            i = int(head[-1]) - 1
-            j, _, rest = rest.partition(".")
-            name, _, param = rest.rpartition(".")
-            prefix = f"segformer.encoder.block.{i}.{j}"
-            if name == "attn.kv":
-                c = value.shape[0] // 2
-                out[f"{prefix}.attention.self.key.{param}"] = value[:c]
-                out[f"{prefix}.attention.self.value.{param}"] = value[c:]
-            else:
-                out[f"{prefix}.{parts[name]}.{param}"] = value
-    out["decode_head.classifier.weight"] = torch.zeros(2, 256, 1, 1)
+            j, name, param = parts[4], ".".join(parts[5:-1]), parts[-1]
+            if name in ("attention.self.key", "attention.self.value"):
+                kv = mm[f"block{i + 1}.{j}.attn.kv.{param}"]
+                half = kv.shape[0] // 2
+                out[key] = kv[:half] if name.endswith("key") else kv[half:]
+                continue
+            ours = {"layer_norm_1": "norm1", "layer_norm_2": "norm2", "attention.self.query": "attn.q",
+                    "attention.self.sr": "attn.sr", "attention.self.layer_norm": "attn.norm",
+                    "attention.output.dense": "attn.proj", "mlp.dense1": "mlp.fc1",
+                    "mlp.dwconv.dwconv": "mlp.dwconv.dwconv", "mlp.dense2": "mlp.fc2"}[name]
+            source = f"block{i + 1}.{j}.{ours}.{param}"
+        out[key] = mm[source]
+        assert list(out[key].shape) == shape, key
     return out
 
 

@@ -10,9 +10,15 @@ stage's patch embedding produced. With the audio queries Q projected to the stag
 (pre-norm residual form). Every stage starts again from the same Q (eq. 3: AVAM^i(Q, H_v^{i-1})),
 so the filtered H_a of one stage is not carried into the next.
 
-`HeadFusion` is the baseline fusion used when AVAM is off: once, at the encoder-decoder
-interface, the stage-4 tokens attend to the audio queries (or tokens), so every variant of the
-ablation uses audio.
+Where AVAM sits is ambiguous in the paper (docs/architecture.md, "Where AVAM sits"): eq. (3)
+indexes AVAM by stage, Appendix A.2 / Table 6 speak of an "alignment decoder" fed at the
+encoder-decoder interface, and Table 4 numbers the injection blocks as the visual backbone's
+transformer blocks 1-4. The code follows Table 4: before the transformer blocks of MiT stages.
+
+`BaselineInterfaceFusion` is this project's fusion for the AVAM-off baseline, not a paper
+component: once, after stage 4 (at the encoder-decoder interface), the stage-4 tokens attend to
+the audio queries (or tokens), so every variant of the ablation uses audio. (The paper's Table 3
+baseline names no fusion; Table 6's "Head" rows are late-fusion alternatives it rejects.)
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ class CrossAlignmentBlock(nn.Module):
         return visual + self.enhancement(self.norm_v2(visual), self.norm_a2(h_a))  # image looks back
 
 
-class HeadFusion(nn.Module):
-    """Baseline fusion at the encoder-decoder interface: stage-4 tokens attend to the audio."""
+class BaselineInterfaceFusion(nn.Module):
+    """The AVAM-off baseline's fusion (this project's, not the paper's): stage-4 tokens attend to
+    the audio once, at the encoder-decoder interface."""
 
     def __init__(self, audio_dim: int, width: int, heads: int) -> None:
         super().__init__()

@@ -7,7 +7,7 @@
         tokens = patch_embed_i(H_v^{i-1})
         tokens = CrossAlignment_i(tokens, Q)        only for i in avam.positions
         H_v^i  = norm_i(blocks_i(tokens))
-    H_v^4 = HeadFusion(H_v^4, Q)                    only when avam is off (baseline fusion)
+    H_v^4 = BaselineInterfaceFusion(H_v^4, Q)       only when avam is off (the project's baseline fusion)
     logits = decoder(H_v^1..4)                      upsampled to the frame size
 
 COM runs only in `forward_train`, on the queries of the clean and the augmented waveform.
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ddavs_rt.config import ModelConfig
 from ddavs_rt.model.aqm import AudioQueryModule
 from ddavs_rt.model.audio_encoder import build_audio_encoder
-from ddavs_rt.model.avam import CrossAlignmentBlock, HeadFusion
+from ddavs_rt.model.avam import BaselineInterfaceFusion, CrossAlignmentBlock
 from ddavs_rt.model.com import ContrastiveModule
 from ddavs_rt.model.decoder import MLPDecoder
 from ddavs_rt.model.frames import FramePreprocess, to_frame_size
@@ -54,7 +54,7 @@ class DDAVS(nn.Module):
         self._avam_stages = tuple(i for i in range(4) if i + 1 in positions)
         self.fusion = (
             None if cfg.avam.enabled
-            else HeadFusion(audio_dim, dims[3], attention_heads(dims[3], cfg.avam.heads, cfg.visual.num_heads[3]))
+            else BaselineInterfaceFusion(audio_dim, dims[3], attention_heads(dims[3], cfg.avam.heads, cfg.visual.num_heads[3]))
         )
         self.decoder = MLPDecoder(dims, cfg.decoder)
 

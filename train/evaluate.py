@@ -8,7 +8,9 @@ The protocol follows the layout, and the table and JSON name it:
   averaged over batches of frames, the metric batch is batch size x frames per clip.
 - avss: per-frame mIoU / F over the dataset's 71 classes (`avss-per-frame`, AVSBench
   `avss/test.py` with `compute_color_metrics.py`): every one of a clip's 10 slots is scored, the
-  padding slots of 5-frame v1 clips against an all-background label.
+  padding slots of 5-frame v1 clips against an all-background label. The model sees a padding
+  slot as a black frame with silence (the official model sees a zero tensor after normalisation,
+  a mean-grey frame, and zeroed audio features).
 - vpo: dataset-level mIoU / F (`dataset-level`, CAVP `utils/eval_utils.py`), label 255 ignored.
 Clips are read in order, `--batch-size` clips per forward pass. `--shuffle-audio` feeds every clip
 the audio of another clip (a fixed derangement drawn from --seed): a model that uses the sound

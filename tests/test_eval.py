@@ -278,3 +278,36 @@ def test_vpo_is_scored_dataset_level_as_cavp_with_255_ignored(tmp_path: Path) ->
     assert result.protocol == SEMANTIC_DATASET_LEVEL and result.num_frames == 3
     assert result.miou == pytest.approx(miou, abs=1e-9) and result.f == pytest.approx(f, abs=1e-9)
     assert 0 < miou < 1 and labels[0][0, 0] == 255
+
+
+def test_eval_cli_opens_the_s4_download_unchanged_and_names_the_binary_protocol(
+    tmp_path: Path, setup: Path, capsys: pytest.CaptureFixture,
+) -> None:
+    """Single-source/s4_meta_data.csv beside Single-source/s4_data/... as the archive unpacks;
+    `--data` is the archive folder, and a wrong folder is refused in one line naming the files."""
+    import cv2
+    import numpy as np
+
+    top = tmp_path / "avsbench_data" / "Single-source"
+    data = top / "s4_data"
+    for k in range(1, 6):
+        frame_dir = data / "visual_frames" / "test" / "dog" / "vid"
+        mask_dir = data / "gt_masks" / "test" / "dog" / "vid"
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(frame_dir / f"vid_{k}.png"), np.full((32, 32, 3), 60 * k % 255, dtype=np.uint8))
+        mask = np.zeros((32, 32), dtype=np.uint8)
+        mask[4:20, 4:20] = 255
+        cv2.imwrite(str(mask_dir / f"vid_{k}.png"), mask)
+    write_wav(data / "audio_wav" / "test" / "dog" / "vid.wav", 5)
+    (top / "s4_meta_data.csv").write_text("name,start time,category,split\nvid,0,dog,test\n")
+    out = tmp_path / "s4.json"
+    assert cli_main(["eval", "-q", "--checkpoint", str(setup / "ckpt"), "--data", str(tmp_path / "avsbench_data"),
+                     "--layout", "s4", "--frame-size", "32", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"] == "avsbench-tpavi" and report["num_frames"] == 5 and report["layout"] == "s4"
+    capsys.readouterr()
+    assert cli_main(["eval", "-q", "--checkpoint", str(setup / "ckpt"), "--data", str(data / "gt_masks"),
+                     "--layout", "s4", "--frame-size", "32"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "Single-source/s4_meta_data.csv" in err and len(err.splitlines()) == 1

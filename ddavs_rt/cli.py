@@ -5,7 +5,7 @@
 owns its concern and exposes `add_arguments(parser)` and `run(args) -> int`; this file only
 dispatches, importing a subcommand's module when that subcommand is asked for (so `ddavs-rt
 --demo` never imports the training code). Errors a user can act on (`DdavsError`) are printed as
-one line and exit with status 2.
+one line and exit with status 2; the runtime's other exit codes are in runtime/cli.py.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def _load(module_name: str, command: str):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=1, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (the runtime logs warnings and errors unless -v; -vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _common(parser)
             module.add_arguments(parser)
             args = parser.parse_args(argv[1:])
-            _configure_logging(0 if args.quiet else args.verbose)
+            _configure_logging(0 if args.quiet else 1 + args.verbose)  # offline jobs report progress
             return int(module.run(args) or 0)
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()

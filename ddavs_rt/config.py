@@ -399,6 +399,9 @@ class TrainConfig(StrictModel):
 # --------------------------------------------------------------------------------------------
 
 
+ReconnectTimeout = Union[Annotated[float, Field(ge=0)], Literal["forever"], None]
+
+
 class CameraSourceConfig(StrictModel):
     """A local camera (OpenCV), optionally paired with a microphone on the same clock."""
 
@@ -409,6 +412,16 @@ class CameraSourceConfig(StrictModel):
     width: int | None = Field(None, gt=0)
     height: int | None = Field(None, gt=0)
     fps: float | None = Field(None, gt=0)
+    reconnect_timeout_s: ReconnectTimeout = Field(None, description="overrides the runtime's reconnect_timeout_s")
+
+    @model_validator(mode="after")
+    def _not_a_url(self) -> "CameraSourceConfig":
+        if isinstance(self.device, str) and "://" in self.device:
+            raise ValueError(
+                f"camera device {self.device!r} is a URL; a camera is an index or a /dev path, pass a URL as --rtsp "
+                "(or kind: media in a config)"
+            )
+        return self
 
 
 class MediaSourceConfig(StrictModel):
@@ -422,6 +435,11 @@ class MediaSourceConfig(StrictModel):
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     open_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0)
+    reconnect_timeout_s: ReconnectTimeout = Field(None, description="overrides the runtime's reconnect_timeout_s")
+    mic: int | str | None = Field(
+        None, description="a microphone (name, index or 'default') that replaces the media's own audio; "
+        "video is then stamped on arrival, on the microphone's clock"
+    )
 
 
 class SyntheticSourceConfig(StrictModel):
@@ -462,6 +480,10 @@ class RuntimeConfig(StrictModel):
     mask_threshold: float = Field(0.5, gt=0, lt=1)
     duration_s: float | None = Field(None, gt=0)
     stats_interval_s: float = Field(2.0, gt=0)
+    reconnect_timeout_s: ReconnectTimeout = Field(
+        None, description="how long a lost source is retried: seconds, 'forever', or None for the defaults "
+        "(20 s before a source's first frame, 300 s per outage after it); see docs/architecture.md, Supervision"
+    )
     # Operating it (ddavs_rt/runtime/metrics.py, recorder.py, publish/keys.py)
     metrics: str | None = Field(None, description="HOST:PORT of the Prometheus endpoint, e.g. 127.0.0.1:9100")
     curve_keys: Path | None = Field(None, description="folder made by `ddavs-rt keys`: CURVE on the publisher")

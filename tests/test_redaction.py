@@ -47,7 +47,7 @@ def test_credentials_are_redacted_everywhere(checkpoint: Path, tmp_path: Path) -
     collector = threading.Thread(target=_collect, args=(f"tcp://127.0.0.1:{zmq_port}", stop, messages))
     collector.start()
     process = subprocess.Popen(
-        [EXE, "-vv", "--rtsp", url, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch",
+        [EXE, "-vv", "--rtsp", url, "--reconnect", "forever", "--demo", "--checkpoint", str(checkpoint), "--backend", "torch",
          "--publish", f"tcp://127.0.0.1:{zmq_port}", "--metrics", f"127.0.0.1:{metrics_port}",
          "--record", str(record), "--record-rotate-s", "2", "--stats-interval", "1", "--stats-json", str(stats),
          "--duration", "60"],

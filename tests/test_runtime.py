@@ -233,7 +233,9 @@ def test_sigterm_stops_the_runtime_cleanly(checkpoint: Path, tmp_path: Path) -> 
     [
         (["--camera", "/dev/video99"], "camera /dev/video99"),
         (["--file", "/nonexistent/clip.mp4"], "clip.mp4"),
-        (["--mic", "default"], "--mic needs --camera"),
+        (["--mic", "default"], "--mic pairs a microphone with one video source"),
+        (["--camera", "rtsp://127.0.0.1:1/x"], "as --rtsp URL"),
+        (["--demo", "--reconnect", "soon"], "--reconnect 'soon'"),
         (["--demo", "--checkpoint", "/nonexistent/model"], "/nonexistent/model"),
     ],
 )

@@ -12,7 +12,14 @@ PTS seconds for media. `wall_time` is Unix seconds at capture.
 A subclass implements `describe()`, `_open()` (raise `SourceError` with a one-line message),
 `_run()` (read until `self.stopping` or the end of the input) and `_close()`, and calls
 `_emit_video` / `_emit_audio`. A failure inside the reader thread becomes the `error` state with
-a one-line `SourceError` in `source.error`; it never escapes into the consumer's thread.
+a one-line `SourceError` in `source.error` and its class in `source.fault` (capture/faults.py:
+`TransientSourceError` is transient, any other `SourceError` permanent); it never escapes into
+the consumer's thread. A transient fault is survived with `_reconnect(connect, reason)`, which
+retries under the source's `ReconnectPolicy` and raises when the policy gives up.
+
+Health decays: with no frame for `STALE_AFTER_S` (or three frame intervals, whichever is longer)
+`video_fps` reads 0; the error of an outage clears when the source delivers again; `reconnects`
+counts outages, not attempts.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from ddavs_rt.capture.faults import FaultClass, Outage, ReconnectPolicy, TransientSourceError, fault_class
 from ddavs_rt.capture.types import AudioChunk, VideoFrame
 from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
+
+STALE_AFTER_S = 1.0  # no frame for this long (at least three frame intervals): fps reads 0
 
 T = TypeVar("T")
 
@@ -101,6 +111,17 @@ class RateMeter:
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
+    def rate_at(self, age_s: float | None) -> float:
+        """The rate, or 0.0 when the last event is `age_s` old and that is stale for this rate."""
+        rate = self.rate
+        if age_s is None:
+            return rate
+        stale_after = max(STALE_AFTER_S, 3.0 / rate) if rate > 0 else STALE_AFTER_S
+        return 0.0 if age_s > stale_after else rate
+
+    def clear(self) -> None:
+        self._times.clear()
+
 
 @dataclass(frozen=True, slots=True)
 class SourceHealth:
@@ -110,14 +131,15 @@ class SourceHealth:
     state: SourceState
     video_frames: int          # frames emitted
     video_dropped: int         # frames dropped because the consumer was slow
-    video_fps: float           # measured from frame timestamps, not the nominal rate
+    video_fps: float           # measured from frame timestamps, not the nominal rate; 0 when stale
     audio_chunks: int
     audio_samples: int
     audio_dropped: int         # chunks dropped because the consumer was slow
-    reconnects: int            # reconnect attempts (network sources)
+    reconnects: int            # outages survived or being retried (not attempts)
     decode_errors: int         # packets or frames that failed to decode and were skipped
     last_frame_age_s: float | None  # monotonic seconds since the last frame, None before one
-    error: str | None          # the current or last error, one line
+    error: str | None          # the current error, one line (cleared when frames flow again)
+    fault: FaultClass | None = None  # the class of the fault that ended the source, else None
 
 
 class Source(ABC):
@@ -131,6 +153,7 @@ class Source(ABC):
         audio_queue_size: int = 256,
         on_video: Callable[[VideoFrame], None] | None = None,
         on_audio: Callable[[AudioChunk], None] | None = None,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
         if not stream_id:
             raise SourceError("a source needs a non-empty stream_id; pass one such as 'cam0'")
@@ -156,6 +179,8 @@ class Source(ABC):
         self.reconnects = 0
         self.decode_errors = 0
         self._last_frame_mono: float | None = None
+        self.reconnect_policy = reconnect or ReconnectPolicy()
+        self._outage: Outage | None = None
 
     # ---------------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -252,16 +277,75 @@ class Source(ABC):
                 self._state = state
 
     def _fail(self, error: SourceError) -> None:
+        # Logged at debug only: the owner (the runtime, the CLI) reports a fault once.
         with self._lock:
             self._state = SourceState.ERROR
             self._error = error
             self._last_error = str(error)
-        log.error("%s", error)
+        log.debug("%s failed (%s): %s", self.describe(), fault_class(error).value, error)
+
+    @property
+    def fault(self) -> FaultClass | None:
+        """The class of the fault that put the source into the `error` state, else None."""
+        error = self.error
+        return None if error is None else fault_class(error)
 
     def _note_error(self, message: str) -> None:
         """Remember a recoverable error (a failed reconnect) for health(), without failing."""
         with self._lock:
             self._last_error = message
+
+    def _reconnect(self, connect: Callable[[], None], reason: str, continuing: bool = False) -> bool:
+        """Survive one outage: retry `connect()` with jittered backoff under the policy.
+
+        Returns True once connected, False when the source is stopping. Raises the permanent
+        `SourceError` that `connect` raised, or a `TransientSourceError` when the outage outlasted
+        the policy's limit (or reconnecting is disabled). `continuing=True` goes on with the last
+        outage (a connection that was lost again before delivering a frame is the same outage:
+        its time limit still runs and `reconnects` does not count it twice).
+        """
+        policy = self.reconnect_policy
+        with self._lock:
+            delivered = self._video_index > 0
+            new = not continuing or self._outage is None
+            if new:
+                self.reconnects += 1
+            if self._state != SourceState.ERROR:
+                self._state = SourceState.RECONNECTING
+            self._last_error = reason
+        if not policy.enabled:
+            raise TransientSourceError(f"{reason}; reconnecting is disabled")
+        if new:
+            self._outage = Outage(policy, delivered)
+            log.warning("%s; reconnecting (for at most %s)", reason, policy.describe_limit(delivered))
+        outage = self._outage
+        assert outage is not None
+        last = reason
+        while True:
+            delay = outage.next_delay()
+            if outage.expired(delay):
+                name = self.describe()
+                last = last[len(name):].strip() if last.startswith(name) else last
+                raise TransientSourceError(
+                    f"{name} gave up after {outage.elapsed():.0f} s of retrying "
+                    f"(limit {policy.describe_limit(delivered)}; last: {last}); "
+                    "check that it is up and reachable, or raise --reconnect-timeout (or pass --reconnect forever)"
+                )
+            if not self._sleep(delay):
+                return False
+            try:
+                connect()
+            except TransientSourceError as error:
+                last = str(error)
+                self._note_error(last)
+                log.debug("%s: attempt %d failed: %s", self.describe(), outage.attempts, error)
+                continue
+            with self._lock:
+                if self._state == SourceState.RECONNECTING:
+                    self._state = SourceState.RUNNING
+                self._last_error = None
+            log.warning("%s: reconnected after %.1f s", self.describe(), outage.elapsed())
+            return True
 
     def raise_if_failed(self) -> None:
         if self.error is not None:
@@ -279,21 +363,26 @@ class Source(ABC):
         """Monotonic seconds since start(): the stream clock of live devices."""
         return time.monotonic() - self._t0
 
+    def _frame_age(self) -> float | None:
+        return None if self._last_frame_mono is None else time.monotonic() - self._last_frame_mono
+
     @property
     def video_fps(self) -> float:
-        """Frames per second measured from the last frames' timestamps (0.0 before two frames)."""
+        """Frames per second measured from the last frames' timestamps (0.0 before two frames,
+        and 0.0 once no frame has arrived for a while)."""
         with self._lock:
-            return self._fps.rate
+            return self._fps.rate_at(self._frame_age())
 
     def health(self) -> SourceHealth:
         with self._lock:
-            age = None if self._last_frame_mono is None else time.monotonic() - self._last_frame_mono
+            age = self._frame_age()
             return SourceHealth(
                 stream_id=self.stream_id, state=self._state, video_frames=self._video_index,
-                video_dropped=self._video_dropped, video_fps=self._fps.rate,
+                video_dropped=self._video_dropped, video_fps=self._fps.rate_at(age),
                 audio_chunks=self._audio_chunks, audio_samples=self._audio_samples,
                 audio_dropped=self._audio_dropped, reconnects=self.reconnects,
                 decode_errors=self.decode_errors, last_frame_age_s=age, error=self._last_error,
+                fault=None if self._error is None else fault_class(self._error),
             )
 
     # ---------------------------------------------------------------- consumer side
@@ -321,8 +410,13 @@ class Source(ABC):
         with self._lock:
             index = self._video_index
             self._video_index += 1
+            now = time.monotonic()
+            if self._last_frame_mono is not None and now - self._last_frame_mono > STALE_AFTER_S:
+                self._fps.clear()  # a rate across an outage would be meaningless
             self._fps.add(time_s)
-            self._last_frame_mono = time.monotonic()
+            self._last_frame_mono = now
+            if self._error is None and self._last_error is not None:
+                self._last_error = None  # frames flow again: the outage is over
         frame = VideoFrame(
             stream_id=self.stream_id, index=index, time=float(time_s),
             wall_time=time.time() if wall_time is None else wall_time, image=image,

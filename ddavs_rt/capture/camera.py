@@ -3,6 +3,11 @@
 Each frame is stamped with the monotonic clock right after `grab()` returns (the closest the
 application gets to capture time), then decoded with `retrieve()` and converted to RGB. The
 camera's nominal fps is a request, not a fact: `video_fps` reports the measured rate.
+
+A camera that does not exist (or may not be opened) at start is a permanent fault. A camera
+that stops delivering frames is an outage: it is released and reopened under the source's
+`ReconnectPolicy` (a replugged USB camera comes back; until then every failure is transient),
+and the source ends with a fault when the policy gives up.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import cv2
 import numpy as np
 
 from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.faults import TransientSourceError
 from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -62,13 +68,21 @@ class CameraSource(Source):
         return None
 
     def _open(self) -> None:
+        self._connect(reopening=False)
+
+    def _reopen(self) -> None:
+        self._connect(reopening=True)
+
+    def _connect(self, reopening: bool) -> None:
+        # At start a missing device is a typo (permanent); once it has worked, it may be replugged.
+        kind = TransientSourceError if reopening else SourceError
         reason = self._missing_reason()
         if reason is not None:
-            raise SourceError(f"camera {self.device} could not be opened: {reason}; {LIST_HINT}")
+            raise kind(f"camera {self.device} could not be opened: {reason}; {LIST_HINT}")
         capture = cv2.VideoCapture(self.device)
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"camera {self.device} could not be opened: the driver refused it or it is busy; {LIST_HINT}")
+            raise kind(f"camera {self.device} could not be opened: the driver refused it or it is busy; {LIST_HINT}")
         if self.width:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         if self.height:
@@ -84,17 +98,24 @@ class CameraSource(Source):
         )
 
     def _run(self) -> None:
-        capture = self._capture
-        assert capture is not None
         failures = 0
+        reopened_at: int | None = None  # frames emitted when the camera was last reopened
         while not self.stopping.is_set():
+            capture = self._capture
+            assert capture is not None
             if not capture.grab():
                 failures += 1
                 if failures >= self.max_failed_reads:
-                    raise SourceError(
-                        f"camera {self.device} stopped delivering frames ({failures} failed reads); "
-                        "check the cable and that no other program uses it"
-                    )
+                    self._close()
+                    failures = 0
+                    lost = (f"camera {self.device} stopped delivering frames ({self.max_failed_reads} failed reads); "
+                            "check the cable and that no other program uses it")
+                    # reopened but never delivered: the same outage goes on
+                    continuing = reopened_at is not None and reopened_at == self.health().video_frames
+                    if not self._reconnect(self._reopen, lost, continuing=continuing):
+                        return
+                    reopened_at = self.health().video_frames
+                    continue
                 self._sleep(0.02)
                 continue
             t = self.clock()

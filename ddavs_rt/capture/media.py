@@ -9,10 +9,17 @@
   shifted to continue after the last emitted time (plus the time the reconnect took, or one frame
   for a loop). Audio and video of one connection share that shift, so their alignment is kept.
 - Network inputs use RTSP over TCP by default, socket timeouts ("timeout"/"rw_timeout", in
-  microseconds) and PyAV's open/read timeouts; a lost or refused connection is retried forever
-  (until stop()) with exponential backoff, 1 s doubling to 30 s, reset after a good read. Every
-  URL in a log line or error message is redacted (`redact_url`).
+  microseconds) and PyAV's open/read timeouts. Failures are classified (capture/faults.py):
+  a 404, 401/403, malformed URL or unsupported protocol/codec ends the source at once; a refused,
+  timed-out or lost connection (and the end of a live stream) is an outage retried with jittered
+  backoff under the source's `ReconnectPolicy`. Every URL in a log line or error message is
+  redacted (`redact_url`).
+- `stamp="arrival"` stamps each video frame with the source's monotonic clock when it is
+  decoded (as a camera stamps frames after `grab()`), instead of its PTS: the clock a paired
+  microphone uses (the runtime's `--mic` with `--file`/`--rtsp`).
 - Files: `realtime=True` paces frames at the recorded rate (replay); `loop=True` plays forever.
+  A file that fails mid-way (a read error, packets that do not decode, video that stops well
+  before the duration the file declares) ends the source with a permanent fault, not a clean end.
 """
 
 from __future__ import annotations
@@ -25,13 +32,16 @@ import av
 import av.error
 import numpy as np
 
-from ddavs_rt.capture.base import Source, SourceState
+from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.faults import FaultClass, ReconnectPolicy, TransientSourceError, classify_av_error
 from ddavs_rt.capture.urls import is_network_url, redact_text, redact_url
 from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
 
 DISCONTINUITY_S = 0.1  # an audio frame this far from where the previous one ended starts anew
+RTSP_PROBE_S = 0.5  # stream analysis on opening an RTSP URL (FFmpeg's default is 5 s)
+TRUNCATED_S = 1.0  # a file whose video ends this long before its declared duration was cut short
 
 
 class MediaSource(Source):
@@ -49,12 +59,22 @@ class MediaSource(Source):
         rtsp_transport: str = "tcp",
         open_timeout: float = 10.0,
         read_timeout: float = 10.0,
-        reconnect: bool = True,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 30.0,
+        reconnect: bool | ReconnectPolicy = True,
+        backoff_initial: float | None = None,
+        backoff_max: float | None = None,
+        stamp: str = "pts",
         **queue_options,
     ) -> None:
-        super().__init__(stream_id, **queue_options)
+        policy = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(enabled=bool(reconnect))
+        overrides = {k: v for k, v in (("backoff_initial_s", backoff_initial), ("backoff_max_s", backoff_max)) if v is not None}
+        if overrides:
+            from dataclasses import replace
+
+            policy = replace(policy, **overrides)
+        super().__init__(stream_id, reconnect=policy, **queue_options)
+        if stamp not in ("pts", "arrival"):
+            raise ValueError(f"stamp must be 'pts' or 'arrival', got {stamp!r}")
+        self.stamp = stamp
         self.location = str(location)
         self.network = is_network_url(self.location)
         self.sample_rate = int(sample_rate)
@@ -64,9 +84,8 @@ class MediaSource(Source):
         self.rtsp_transport = rtsp_transport
         self.open_timeout = float(open_timeout)
         self.read_timeout = float(read_timeout)
-        self.reconnect = reconnect and self.network
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
+        self._startup_error: str | None = None
+        self._declared_end: float | None = None
         self._container: av.container.InputContainer | None = None
         self._video_stream = None
         self._audio_stream = None
@@ -94,14 +113,28 @@ class MediaSource(Source):
         if not self.network and not Path(self.location).is_file():
             what = "is a folder, not a media file" if Path(self.location).is_dir() else "does not exist"
             raise SourceError(f"media file '{self.location}' {what}; check the path")
+        if self.network:
+            self._check_url()
         try:
             self._connect()
-        except SourceError as error:
-            if not self.reconnect:
+        except TransientSourceError as error:
+            if not self.reconnect_policy.enabled:
                 raise
-            # A network source that is down at start-up is retried like a lost one.
-            self._note_error(str(error))
-            log.warning("%s; will keep retrying", error)
+            # A network source that is down at start-up is retried like a lost one (in _run).
+            self._startup_error = str(error)
+
+    def _check_url(self) -> None:
+        """A URL without a host or with a bad port is a permanent fault (FFmpeg would call it
+        'connection refused')."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(self.location)
+            host, _port = parts.hostname, parts.port
+        except ValueError as error:
+            raise SourceError(f"{self.describe()} is not a valid URL ({error}); check its form, e.g. rtsp://host:554/path") from None
+        if not host:
+            raise SourceError(f"{self.describe()} has no host; check its form, e.g. rtsp://host:554/path")
 
     def _options(self) -> dict[str, str]:
         if not self.network:
@@ -109,7 +142,10 @@ class MediaSource(Source):
         microseconds = str(int(self.read_timeout * 1_000_000))
         scheme = self.location.split("://", 1)[0].lower()
         if scheme in ("rtsp", "rtsps"):
-            return {"rtsp_transport": self.rtsp_transport, "timeout": microseconds}
+            # The SDP already describes the tracks; FFmpeg's default 5 s analysis would hold a
+            # reconnect for 2-4 s before the first frame (measured on the test server).
+            return {"rtsp_transport": self.rtsp_transport, "timeout": microseconds,
+                    "analyzeduration": str(int(RTSP_PROBE_S * 1_000_000)), "probesize": "65536"}
         return {"rw_timeout": microseconds, "timeout": microseconds}
 
     def _connect(self) -> None:
@@ -122,6 +158,8 @@ class MediaSource(Source):
         except Exception as error:  # noqa: BLE001 - every failure becomes one SourceError line
             timed_out = time.monotonic() - began >= 0.9 * min(self.open_timeout, self.read_timeout)
             raise self._open_error(error, timed_out=self.network and timed_out) from None
+        if self._startup_error is not None:
+            self._startup_error = None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.describe()} has no video track; ddavs-rt needs video (audio alone cannot be segmented)")
@@ -131,6 +169,15 @@ class MediaSource(Source):
         self._nominal_fps = float(rate) if rate else 25.0
         audio = container.streams.audio[0] if (self.audio_enabled and container.streams.audio) else None
         self._container, self._video_stream, self._audio_stream = container, video, audio
+        # Where the video should end (PTS seconds), to tell a truncated file from a whole one.
+        if video.duration and video.time_base:
+            start = float(video.start_time * video.time_base) if video.start_time is not None else 0.0
+            self._declared_end = start + float(video.duration * video.time_base)
+        elif container.duration:
+            start = container.start_time / 1_000_000 if container.start_time is not None else 0.0
+            self._declared_end = start + container.duration / 1_000_000
+        else:
+            self._declared_end = None
         self.has_audio = audio is not None
         self._resampler = None
         self._audio_anchor = None
@@ -145,25 +192,34 @@ class MediaSource(Source):
         )
 
     def _open_error(self, error: Exception, timed_out: bool = False) -> SourceError:
-        """One line for a failed open. FFmpeg reports a silent server variously (a timeout, an
-        exit request, invalid data), so a network open that used up its timeout says so."""
+        """One line for a failed open, of the fault class `classify_av_error` gives. FFmpeg
+        reports a silent server variously (a timeout, an exit request, invalid data), so a
+        network open that used up its timeout says so."""
         name = self.describe()
         detail = redact_text(getattr(error, "strerror", None) or str(error), self.location)
+        transient = self.network and (timed_out or classify_av_error(error, self.network) is FaultClass.TRANSIENT)
+        kind = TransientSourceError if transient else SourceError
         if timed_out:
             waited = min(self.open_timeout, self.read_timeout)
-            return SourceError(f"{name} did not answer within {waited:g} s ({detail}); check the address and the network")
-        if isinstance(error, av.error.FileNotFoundError):
-            hint = "the server has no such stream path; check the URL" if self.network else "check the path"
-            return SourceError(f"{name} not found ({detail}); {hint}")
+            return kind(f"{name} did not answer within {waited:g} s ({detail}); check the address and the network")
+        if isinstance(error, (av.error.FileNotFoundError, av.error.HTTPNotFoundError)):
+            hint = "the server has no such stream path; check the URL's path" if self.network else "check the path"
+            return kind(f"{name} not found ({detail}); {hint}")
         if isinstance(error, av.error.ConnectionRefusedError):
-            return SourceError(f"{name} refused the connection; check the host and port and that the server is running")
+            return kind(f"{name} refused the connection; check the host and port and that the server is running")
         if isinstance(error, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)):
-            return SourceError(f"{name} rejected the request ({detail}); check the user name and password")
+            return kind(f"{name} rejected the request ({detail}); check the user name and password")
+        if isinstance(error, av.error.HTTPClientError):
+            return kind(f"{name} rejected the request ({detail}); check the URL")
+        if isinstance(error, (av.error.ProtocolNotFoundError, av.error.ArgumentError, av.error.OptionNotFoundError)):
+            return kind(f"{name} is not a URL this build can open ({detail}); check its form, e.g. rtsp://host:554/path")
+        if isinstance(error, (av.error.DemuxerNotFoundError, av.error.DecoderNotFoundError, av.error.PatchWelcomeError)):
+            return kind(f"{name} uses a format or codec this build cannot decode ({detail}); re-encode it (e.g. H.264)")
         if isinstance(error, (av.error.TimeoutError, av.error.ExitError, TimeoutError)):
-            return SourceError(f"{name} did not answer within {self.open_timeout:g} s ({detail}); check the address and the network")
+            return kind(f"{name} did not answer within {self.open_timeout:g} s ({detail}); check the address and the network")
         if isinstance(error, av.error.InvalidDataError):
-            return SourceError(f"{name} is not a readable media file or stream (corrupt or unsupported format); check that it plays in a media player")
-        return SourceError(f"{name} could not be opened: {type(error).__name__}: {detail}")
+            return kind(f"{name} is not a readable media file or stream (corrupt or unsupported format); check that it plays in a media player")
+        return kind(f"{name} could not be opened: {type(error).__name__}: {detail}")
 
     def _disconnect(self) -> None:
         container, self._container = self._container, None
@@ -178,45 +234,49 @@ class MediaSource(Source):
 
     # ---------------------------------------------------------------- reading
     def _run(self) -> None:
-        delay = self.backoff_initial
+        if self._container is None:  # a network source that was down at start-up
+            if not self._reconnect(self._connect, self._startup_error or f"{self.describe()} is not reachable"):
+                return
         while not self.stopping.is_set():
-            if self._container is None:
-                self._set_state(SourceState.RECONNECTING)
-                log.warning("%s: reconnecting in %.3g s (attempt %d)", self.describe(), delay, self.reconnects + 1)
-                if not self._sleep(delay):
-                    return
-                delay = min(delay * 2.0, self.backoff_max)
-                with self._lock:
-                    self.reconnects += 1
-                try:
-                    self._connect()
-                except SourceError as error:
-                    self._note_error(str(error))
-                    log.warning("%s", error)
-                    continue
-                self._set_state(SourceState.RUNNING)
             frames, reason = self._read_until_end()
             self._flush_audio()
-            if frames > 0:
-                delay = self.backoff_initial
             self._disconnect()
             if self.stopping.is_set():
                 return
             if self.network:
-                if not self.reconnect:
-                    if reason == "end of stream":
-                        return
-                    raise SourceError(f"{self.describe()} stopped: {reason}; enable reconnect to retry")
-                self._note_error(f"{self.describe()} lost: {reason}")
-                log.warning("%s: connection lost (%s)", self.describe(), reason)
+                if reason == "end of stream" and (self._declared_end is not None or not self.reconnect_policy.enabled):
+                    return  # a served file (it declares a duration) played through: a clean end
+                # A live stream that ends or fails is an outage: reconnect (or give up, raising).
+                # Lost again before a frame: the same outage goes on (its time limit too).
+                if not self._reconnect(self._connect, f"{self.describe()} lost: {reason}", continuing=frames == 0):
+                    return
                 continue
             if reason != "end of file":
                 raise SourceError(f"{self.describe()} could not be read: {reason}; the file may be corrupt")
+            self._check_file_end()
             if not self.loop:
                 return
             if frames == 0:
                 raise SourceError(f"{self.describe()} has no decodable video frames; check the file")
             self._connect()
+
+    def _check_file_end(self) -> None:
+        """A file that played through with undecodable packets, or whose video stopped well
+        before its declared duration, failed mid-way: a permanent fault, not a clean end."""
+        with self._lock:
+            errors = self.decode_errors
+        if errors:
+            raise SourceError(
+                f"{self.describe()} is corrupt: {errors} packet(s) could not be decoded "
+                f"(last frame at {self._prev_raw_video or 0.0:.2f} s of the file); re-encode or replace the file"
+            )
+        end = self._declared_end
+        last = self._prev_raw_video
+        if end is not None and last is not None and last + TRUNCATED_S < end:
+            raise SourceError(
+                f"{self.describe()} is truncated: its video ends at {last:.2f} s "
+                f"of the {end:.2f} s it declares; re-copy or re-encode the file"
+            )
 
     def _read_until_end(self) -> tuple[int, str]:
         """Demux and decode the open input; returns (video frames emitted, why it ended)."""
@@ -269,6 +329,8 @@ class MediaSource(Source):
             due = self._pace[0] + (t - self._pace[1])
             if not self._sleep(due - time.monotonic()):
                 return
+        if self.stamp == "arrival":
+            t = self.clock()
         image = frame.to_ndarray(format="rgb24")  # [H, W, 3] uint8
         self._last_time = t
         self._last_emit_mono = time.monotonic()

@@ -2,7 +2,12 @@
 
 Builds a RuntimeConfig from a YAML file (`--config`) and the command line (flags override the
 file), opens the engine, starts the sources and serves until Ctrl-C, SIGTERM, `--duration` or the
-end of every file. Live stats are printed every `--stats-interval` seconds.
+end of every stream. Live stats are printed every `--stats-interval` seconds.
+
+Exit status (docs/architecture.md, "Supervision"): 0 a clean end (Ctrl-C, SIGTERM, the duration,
+every file played through); 1 a source gave up after its reconnect timeout (a transient fault
+that lasted); 2 bad input (a flag or config, a wrong path or URL, a 404, a missing or corrupt
+file, no such device), before or during the run; 3 the engine failed repeatedly.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ddavs_rt.config import (
     load_config,
     parse_config,
 )
-from ddavs_rt.errors import DdavsError
+from ddavs_rt.errors import DdavsError, EngineFailed
 from ddavs_rt.runtime.health import StreamHealthSnapshot
 
 log = logging.getLogger(__name__)
@@ -38,12 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("sources (any number; each becomes one stream)")
     src.add_argument("--demo", action="store_true", help="the SynthAVS live scene with the shipped model")
     src.add_argument("--camera", metavar="DEV", help="camera index or device path, e.g. 0 or /dev/video0")
-    src.add_argument("--mic", metavar="DEV", help="microphone for --camera: name, index or 'default'")
+    src.add_argument("--mic", metavar="DEV",
+                     help="microphone paired with the one --camera, --file or --rtsp video: name, index or 'default'")
     src.add_argument("--camera-size", metavar="WxH", help="requested camera frame size, e.g. 640x480")
     src.add_argument("--camera-fps", type=float, help="requested camera frame rate")
     src.add_argument("--rtsp", metavar="URL", action="append", default=[], help="an RTSP/HTTP stream (repeatable)")
     src.add_argument("--file", metavar="PATH", action="append", default=[], help="a media file (repeatable)")
     src.add_argument("--loop", action="store_true", help="replay --file sources forever")
+    src.add_argument("--reconnect", "--reconnect-timeout", dest="reconnect", metavar="SECONDS|forever",
+                     help="how long a lost camera or stream is retried before it ends with a fault "
+                          "(default: 20 s before its first frame, 300 s per outage after); 'forever' for "
+                          "unattended surveillance")
     eng = parser.add_argument_group("engine")
     eng.add_argument("--checkpoint", "--engine", dest="engine", metavar="PATH",
                      help="checkpoint folder, .onnx file or TensorRT engine (default: the shipped model)")
@@ -74,6 +84,14 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
     sources = list(base.sources)
     if args.demo:
         sources.append(SyntheticSourceConfig())
+    if args.camera is not None and "://" in args.camera:
+        raise DdavsError(f"--camera takes a device index or path, not a URL; pass {args.camera!r} as --rtsp URL")
+    video_flags = (args.camera is not None) + len(args.rtsp) + len(args.file)
+    if args.mic is not None and (video_flags != 1 or args.demo):
+        raise DdavsError(
+            "--mic pairs a microphone with one video source: give exactly one of --camera, --file or --rtsp "
+            "(for several streams, set `mic:` per source in a --config YAML)"
+        )
     if args.camera is not None:
         width = height = None
         if args.camera_size:
@@ -83,18 +101,17 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
                 raise DdavsError(f"--camera-size {args.camera_size!r} is not WxH, e.g. 640x480") from None
         sources.append(CameraSourceConfig(id="camera", device=args.camera, mic=args.mic,
                                           width=width, height=height, fps=args.camera_fps))
-    elif args.mic is not None:
-        raise DdavsError("--mic needs --camera: the microphone is paired with a camera stream")
     for i, url in enumerate(args.rtsp):
-        sources.append(MediaSourceConfig(id=f"rtsp{i}", location=url))
+        sources.append(MediaSourceConfig(id=f"rtsp{i}", location=url, mic=args.mic))
     for i, path in enumerate(args.file):
-        sources.append(MediaSourceConfig(id=f"file{i}", location=path, loop=args.loop))
+        sources.append(MediaSourceConfig(id=f"file{i}", location=path, loop=args.loop, mic=args.mic))
     data["sources"] = [s.model_dump() for s in sources]
     overrides = {
         "engine": args.engine, "backend": args.backend, "publish": args.publish, "duration_s": args.duration,
         "max_batch": args.max_batch, "audio_offset_s": args.audio_offset, "stats_interval_s": args.stats_interval,
         "metrics": args.metrics, "curve_keys": args.curve_keys, "record": args.record,
         "record_rotate_mb": args.record_rotate_mb, "record_rotate_s": args.record_rotate_s,
+        "reconnect_timeout_s": _reconnect_setting(args.reconnect),
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_overlay:
@@ -107,6 +124,20 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
     if not config.sources:
         raise DdavsError("no source given; try `ddavs-rt --demo`, --camera 0 --mic default, --rtsp URL or --file PATH")
     return config
+
+
+def _reconnect_setting(value: str | None) -> float | str | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "forever":
+        return "forever"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or math.isinf(seconds):
+        raise DdavsError(f"--reconnect {value!r} is not a number of seconds or 'forever'; e.g. --reconnect 60")
+    return seconds
 
 
 def cached_onnx_export(checkpoint: Path, cache_dir: Path | None = None) -> Path | None:
@@ -181,14 +212,13 @@ def format_health(h: StreamHealthSnapshot, final: bool = False) -> str:
         line += f" | {label} J {j:.3f} (no sounding object in view)"
     if h.source_state not in ("running",):
         line += f" | {h.source_state}"
-    if h.error:
-        line += f" | {h.error}"
+    # the fault itself is logged once, when it happens (--stats-json keeps its text)
     return line
 
 
 def run(args: argparse.Namespace) -> int:
     from ddavs_rt.engine import open_engine
-    from ddavs_rt.runtime.runner import Runtime
+    from ddavs_rt.runtime.runner import EXIT_ENGINE_FAILED, Runtime
 
     config = build_config(args)
     if getattr(args, "dask", None):  # the streams run on a Dask cluster (ddavs_rt/cluster/)
@@ -202,8 +232,6 @@ def run(args: argparse.Namespace) -> int:
         if exported is not None:
             engine_path, backend = exported, "onnxruntime"
     engine = open_engine(engine_path, backend=backend)
-    print(f"ddavs-rt: model {engine.spec.model_id} on {engine.spec.backend} ({engine.spec.device}); "
-          f"publishing on {config.publish}; {len(config.sources)} stream(s)", flush=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -216,9 +244,15 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         engine.close()
         raise
+    engine_failed: EngineFailed | None = None
     try:
-        runtime.start()
-        runtime.run(stop, on_stats=lambda snapshots: [print(format_health(h), flush=True) for h in snapshots])
+        runtime.start()  # binds the publisher (a taken port fails here, in one line) and opens the sources
+        print(f"ddavs-rt: model {engine.spec.model_id} on {engine.spec.backend} ({engine.spec.device}); "
+              f"publishing on {runtime.endpoint or config.publish}; {len(config.sources)} stream(s)", flush=True)
+        try:
+            result = runtime.run(stop, on_stats=lambda snapshots: [print(format_health(h), flush=True) for h in snapshots])
+        except EngineFailed as error:
+            engine_failed, result = error, runtime.result()
         final = runtime.health()
     finally:
         runtime.close()
@@ -230,8 +264,10 @@ def run(args: argparse.Namespace) -> int:
         from ddavs_rt.atomic import atomic_write_text
 
         atomic_write_text(args.stats_json, json.dumps([h.to_dict() for h in final], indent=2))
-    failed = [h for h in final if h.processed == 0 and h.error]
-    return 1 if failed and len(failed) == len(final) else 0
+    if engine_failed is not None:
+        print(f"ddavs-rt: error: {engine_failed}", file=sys.stderr, flush=True)
+        return EXIT_ENGINE_FAILED
+    return result.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

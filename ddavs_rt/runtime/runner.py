@@ -3,15 +3,34 @@
     runtime = Runtime(config, engine)       # engine from ddavs_rt.engine.open_engine
     runtime.start()                         # binds the publisher, opens every source (one-line
                                             # error if the bind fails or no source can open)
-    runtime.run(stop_event, on_stats=...)   # serves until stop_event, duration or all sources end;
-                                            # raises EngineFailed when the engine keeps failing
+    result = runtime.run(stop_event, on_stats=...)  # serves until stop_event, duration or every
+                                            # stream has ended; raises EngineFailed when the
+                                            # engine keeps failing (exit code 3)
     runtime.close()                         # stops sources and the scheduler thread (idempotent)
+    sys.exit(result.exit_code)
 
 The publisher's ZeroMQ socket belongs to the scheduler thread: `start()` starts that thread, which
 binds the socket, and waits for the bind; the thread closes the socket when it ends.
 
-A source that fails to open is reported; the runtime goes on with the others, and exits with an
-error only when none could be opened. Network sources reconnect by themselves (capture/media.py).
+Supervision (docs/architecture.md, "Supervision"):
+- A stream is alive while its video source is (and the scheduler has not faulted it). A source
+  survives transient faults by itself (capture/faults.py); it ends when its input ends (a file),
+  on a permanent fault, or when an outage outlasts its reconnect timeout. When a stream's video
+  source ends, the stream ends and its other sources (a paired microphone) are stopped. `run`
+  returns when every stream has ended.
+- A source that fails to open is reported (one log line) and the others go on; `start` raises a
+  `SourceError` only when none could be opened.
+- Each fault is logged once, at ERROR, when it is seen.
+
+`run` returns a `RunResult` (also available as `runtime.result()` at any time, e.g. after
+catching `EngineFailed`): `.streams` holds one `StreamEnd` per stream (`stream_id`, `outcome`
+one of "running" / "finished" / "stopped" / "fault", `fault` a `FaultClass` ("permanent" /
+"transient") or None, `error` the one-line message), `.engine_error` the message when the engine
+failed, and `.exit_code`: 0 clean (a stop request, the duration, every file played through),
+1 a source ended with a transient fault (an outage outlasted its reconnect timeout), 2 a source
+ended with a permanent fault (bad input: a wrong path, a 404, a missing or corrupt file, no such
+device; also a stream the scheduler faulted because its input alone makes the engine fail),
+3 the engine failed. The highest applies.
 """
 
 from __future__ import annotations
@@ -20,9 +39,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from ddavs_rt.capture.base import SourceState
+from ddavs_rt.capture.faults import FaultClass
 from ddavs_rt.config import RuntimeConfig
 from ddavs_rt.engine.base import Engine
 from ddavs_rt.errors import DdavsError, EngineFailed, SourceError
@@ -40,6 +61,40 @@ log = logging.getLogger(__name__)
 
 _ENDED = (SourceState.FINISHED, SourceState.ERROR, SourceState.STOPPED)
 
+EXIT_OK = 0
+EXIT_TRANSIENT_FAULT = 1
+EXIT_BAD_INPUT = 2  # also what the CLI returns for a DdavsError before anything runs
+EXIT_ENGINE_FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """How one stream ended (or that it was still running when the runtime stopped)."""
+
+    stream_id: str
+    outcome: Literal["running", "finished", "stopped", "fault"]
+    fault: FaultClass | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What `Runtime.run` returns; see the module docstring for the exit codes."""
+
+    streams: list[StreamEnd] = field(default_factory=list)
+    engine_error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.engine_error is not None:
+            return EXIT_ENGINE_FAILED
+        faults = {s.fault for s in self.streams if s.outcome == "fault"}
+        if FaultClass.PERMANENT in faults:
+            return EXIT_BAD_INPUT
+        if FaultClass.TRANSIENT in faults:
+            return EXIT_TRANSIENT_FAULT
+        return EXIT_OK
+
 
 class Runtime:
     def __init__(
@@ -52,7 +107,8 @@ class Runtime:
         self.wakeup = threading.Event()
         spec = engine.spec
         self.streams: list[Stream] = [
-            build_stream(source, spec.sample_rate, config.audio_buffer_s, self.wakeup) for source in config.sources
+            build_stream(source, spec.sample_rate, config.audio_buffer_s, self.wakeup, config.reconnect_timeout_s)
+            for source in config.sources
         ]
         if open_publisher is None:
             from ddavs_rt.publish.keys import open_publisher as open_configured
@@ -74,6 +130,8 @@ class Runtime:
             self.metrics.attach()
         self.started_at = 0.0
         self._closed = False
+        self._reported: set[int] = set()  # id() of sources (and streams) whose fault was logged
+        self._ended: set[str] = set()  # streams seen to end
 
     @property
     def endpoint(self) -> str | None:
@@ -106,9 +164,12 @@ class Runtime:
                 start_stream(stream)
             except SourceError as error:
                 failures.append(str(error))
-                log.error("stream %s: %s", stream.stream_id, error)
+                self._reported.update(id(source) for source in stream.sources)
+                if len(self.streams) > 1:
+                    log.error("stream %s: %s", stream.stream_id, error)
         if len(failures) == len(self.streams):
             self.close()
+            # the caller prints this one line (the streams' own lines were logged only if several)
             raise SourceError(failures[0] if len(failures) == 1 else "; ".join(failures))
         try:
             if self.metrics is not None:
@@ -127,10 +188,11 @@ class Runtime:
         self,
         stop: threading.Event,
         on_stats: Callable[[list[StreamHealthSnapshot]], None] | None = None,
-    ) -> None:
-        """Serve until `stop` is set, `duration_s` has passed, or every source has ended.
+    ) -> RunResult:
+        """Serve until `stop` is set, `duration_s` has passed, or every stream has ended.
 
-        Raises `EngineFailed` (after stopping) when the scheduler ended because the engine failed.
+        Returns how each stream ended. Raises `EngineFailed` (after stopping) when the scheduler
+        ended because the engine failed.
         """
         worker = self._worker
         if worker is None:
@@ -142,6 +204,7 @@ class Runtime:
                 now = time.monotonic()
                 if not worker.is_alive():  # the engine failed (the error is raised below)
                     break
+                self._supervise()
                 if self.config.duration_s is not None and now - self.started_at >= self.config.duration_s:
                     break
                 if self._all_ended():
@@ -160,6 +223,8 @@ class Runtime:
                 raise failure
             log.error("the scheduler failed", exc_info=failure)
             raise EngineFailed(f"the scheduler failed ({type(failure).__name__}: {failure}); stopping") from failure
+        self._supervise()
+        return self.result()
 
     def _stop_worker(self) -> None:
         """Stop the scheduler thread; it closes the publisher's socket itself, on its own thread."""
@@ -170,12 +235,58 @@ class Runtime:
             if worker.is_alive():  # stuck in the engine: its socket is left to it, never touched here
                 log.warning("the scheduler thread did not stop within 10 s; leaving it to the process exit")
 
+    @staticmethod
+    def _stream_ended(stream: Stream) -> bool:
+        video = stream.video_source
+        return stream.fault is not None or video is None or video.state in _ENDED
+
     def _all_ended(self) -> bool:
         return all(
-            stream.fault is not None
-            or (all(source.state in _ENDED for source in stream.sources) and not stream.has_pending())
+            stream.fault is not None or (self._stream_ended(stream) and not stream.has_pending())
             for stream in self.streams
         )
+
+    def _supervise(self) -> None:
+        """Log each fault once; a stream whose video source ended (or that the scheduler faulted)
+        ends: its other sources (a paired microphone) are stopped."""
+        for stream in self.streams:
+            for source in stream.sources:
+                if source.state == SourceState.ERROR and id(source) not in self._reported:
+                    self._reported.add(id(source))
+                    fault = source.fault.value if source.fault else "?"
+                    log.error("stream %s: %s (%s fault)", stream.stream_id, source.error, fault)
+            if not self._stream_ended(stream) or stream.stream_id in self._ended:
+                continue
+            self._ended.add(stream.stream_id)
+            for source in stream.sources:
+                if source.state not in _ENDED and (source is not stream.video_source or stream.fault is not None):
+                    source.stop()
+            log.info("stream %s ended: %s", stream.stream_id, self._stream_end(stream).outcome)
+
+    @staticmethod
+    def _stream_end(stream: Stream) -> StreamEnd:
+        if stream.fault is not None:  # the scheduler faulted it: its input alone breaks the engine
+            return StreamEnd(stream.stream_id, "fault", FaultClass.PERMANENT, stream.fault)
+        video = stream.video_source
+        if video is None:
+            return StreamEnd(stream.stream_id, "stopped")
+        # the video source's fault, else that of another source (a microphone that failed)
+        failed = next((s for s in [video, *stream.sources] if s.state == SourceState.ERROR), None)
+        if failed is not None:
+            error = failed.error
+            return StreamEnd(stream.stream_id, "fault", failed.fault, str(error) if error is not None else None)
+        state = video.state
+        if state == SourceState.FINISHED:
+            return StreamEnd(stream.stream_id, "finished")
+        if state == SourceState.STOPPED:
+            return StreamEnd(stream.stream_id, "stopped")
+        return StreamEnd(stream.stream_id, "running")
+
+    def result(self) -> RunResult:
+        """How each stream ended so far, and the engine's failure if any."""
+        failure = self._scheduler_failure[0] if self._scheduler_failure else None
+        return RunResult([self._stream_end(stream) for stream in self.streams],
+                         None if failure is None else str(failure))
 
     def health(self) -> list[StreamHealthSnapshot]:
         return [s.health(self.scheduler.publisher_dropped[s.stream_id]) for s in self.streams]

@@ -1,4 +1,11 @@
-"""Build capture sources from source configs and wire them into runtime streams."""
+"""Build capture sources from source configs and wire them into runtime streams.
+
+A stream has one video source and at most one audio source: the video source's own audio (a
+file, an RTSP stream, the demo) or a microphone (`mic`) paired with a camera, file or RTSP
+video. A paired microphone and its video share one clock: monotonic seconds since the stream
+started, the video stamped when each frame arrives (media sources switch from PTS to arrival
+stamps), the microphone by its sample clock (capture/microphone.py).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,23 @@ import threading
 import time
 
 from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.faults import ReconnectPolicy
 from ddavs_rt.config import CameraSourceConfig, MediaSourceConfig, SourceConfig, SyntheticSourceConfig
 from ddavs_rt.runtime.stream import Stream
 
 
+def reconnect_policy(config: SourceConfig, runtime_setting: float | str | None) -> ReconnectPolicy:
+    """The source's policy: its own `reconnect_timeout_s`, else the runtime's, else the defaults."""
+    own = getattr(config, "reconnect_timeout_s", None)
+    return ReconnectPolicy.from_setting(own if own is not None else runtime_setting)
+
+
 def build_stream(
-    config: SourceConfig, sample_rate: int, audio_buffer_s: float, wakeup: threading.Event
+    config: SourceConfig,
+    sample_rate: int,
+    audio_buffer_s: float,
+    wakeup: threading.Event,
+    reconnect_timeout: float | str | None = None,
 ) -> Stream:
     """A Stream with its (not yet started) sources, callbacks wired."""
     stream = Stream(config.id, sample_rate, audio_buffer_s, wakeup)
@@ -20,29 +38,30 @@ def build_stream(
         from ddavs_rt.capture.camera import CameraSource
 
         camera = CameraSource(
-            config.device, config.id, width=config.width, height=config.height, fps=config.fps, **callbacks
+            config.device, config.id, width=config.width, height=config.height, fps=config.fps,
+            reconnect=reconnect_policy(config, reconnect_timeout), **callbacks,
         )
-        mic = None
-        if config.mic is not None:
-            from ddavs_rt.capture.microphone import MicrophoneSource
-
-            mic = MicrophoneSource(_device(config.mic), f"{config.id}-mic", sample_rate=sample_rate, **callbacks)
-        stream.attach(camera, mic)
+        stream.attach(camera, _microphone(config.mic, config.id, sample_rate, callbacks))
     elif isinstance(config, MediaSourceConfig):
         from ddavs_rt.capture.media import MediaSource
 
+        paired = config.mic is not None
         media = MediaSource(
             config.location,
             config.id,
             sample_rate=sample_rate,
-            realtime=config.realtime,
+            audio=not paired,
+            # a live microphone beside a file: the file plays at its recorded rate
+            realtime=True if paired else config.realtime,
+            stamp="arrival" if paired else "pts",
             loop=config.loop,
             rtsp_transport=config.rtsp_transport,
             open_timeout=config.open_timeout_s,
             read_timeout=config.read_timeout_s,
+            reconnect=reconnect_policy(config, reconnect_timeout),
             **callbacks,
         )
-        stream.attach(media, media)
+        stream.attach(media, _microphone(config.mic, config.id, sample_rate, callbacks) if paired else media)
     elif isinstance(config, SyntheticSourceConfig):
         from ddavs_rt.capture.synthetic import SyntheticSource
 
@@ -61,8 +80,16 @@ def build_stream(
     return stream
 
 
+def _microphone(device: int | str | None, stream_id: str, sample_rate: int, callbacks: dict) -> Source | None:
+    if device is None:
+        return None
+    from ddavs_rt.capture.microphone import MicrophoneSource
+
+    return MicrophoneSource(_device(device), f"{stream_id}-mic", sample_rate=sample_rate, **callbacks)
+
+
 def start_stream(stream: Stream) -> None:
-    """Start a stream's sources on one clock (a camera and its microphone share the origin)."""
+    """Start a stream's sources on one clock (a video source and its microphone share the origin)."""
     origin = time.monotonic()
     started: list[Source] = []
     try:

@@ -4,13 +4,17 @@ Sources call `on_video` / `on_audio` from their reader threads. A stream keeps o
 frame that has not been processed: a frame that is replaced before the scheduler takes it is
 dropped and counted (never queued without bound, so latency cannot grow with time). Audio goes
 into the stream's `AudioRing`, from which the scheduler cuts each frame's window.
+
+`health()` decays at once: while the video source is live but has delivered nothing for a while
+(capture/base.py's STALE_AFTER_S), the stream's fps reads 0 and its rolling latencies NaN
+(printed "-"), not the last values before the outage.
 """
 
 from __future__ import annotations
 
 import threading
 
-from ddavs_rt.capture.base import Source
+from ddavs_rt.capture.base import STALE_AFTER_S, Source, SourceHealth, SourceState
 from ddavs_rt.capture.microphone import MicrophoneSource
 from ddavs_rt.capture.types import AudioChunk, VideoFrame
 from ddavs_rt.runtime.health import StreamCounters, StreamHealthSnapshot
@@ -82,8 +86,16 @@ class Stream:
         self.seq += 1
         return seq
 
+    @staticmethod
+    def _stalled(video: SourceHealth) -> bool:
+        """A live video source that has delivered nothing for a while (an outage, a dead camera)."""
+        if video.state not in (SourceState.RUNNING, SourceState.RECONNECTING):
+            return False
+        return video.last_frame_age_s is None or (video.last_frame_age_s > STALE_AFTER_S and video.video_fps == 0.0)
+
     def health(self, publisher_dropped: int = 0) -> StreamHealthSnapshot:
         (p50, p95, p99), (run50, run95, run99), infer50 = self.counters.latency_percentiles()
+        fps = self.counters.fps()
         j, f = self.counters.take_truth()
         run_j, run_f = self.counters.run_truth()
         source_health = [source.health() for source in self.sources]
@@ -92,11 +104,15 @@ class Stream:
         errors = [h.error for h in source_health if h.error]
         if self.fault is not None:
             errors.insert(0, self.fault)
+        if source_health and self._stalled(source_health[0]):
+            # nothing arrives: the rate is 0 and the last latencies describe nothing current
+            fps = 0.0
+            p50 = p95 = p99 = infer50 = float("nan")
         return StreamHealthSnapshot(
             stream_id=self.stream_id,
             source_state=state,
             processed=self.counters.processed,
-            fps=self.counters.fps(),
+            fps=fps,
             frames_dropped=self.frames_dropped + source_drops,
             silent_windows=self.counters.silent_windows,
             publisher_dropped=publisher_dropped,

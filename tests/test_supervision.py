@@ -1,0 +1,193 @@
+"""Supervision (issue 12): fault classes on real PyAV errors, honest exit codes of the real CLI,
+a camera that dies beside a live microphone, a file corrupted mid-way, SIGTERM with recording.
+
+Real parts throughout: real files, the real GStreamer RTSP server, real refused ports, a real
+PulseAudio microphone, the CLI as a subprocess. The one double is a camera at the OpenCV
+boundary, for the one fault that cannot be caused otherwise (a camera that stops delivering).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import zmq
+
+from ddavs_rt.capture.base import SourceState
+from ddavs_rt.capture.faults import FaultClass, Outage, ReconnectPolicy, TransientSourceError, classify_av_error
+from ddavs_rt.capture.media import MediaSource
+from ddavs_rt.errors import SourceError
+from ddavs_rt.runtime.recorder import read_segment
+from ddavs_rt.runtime.runner import EXIT_BAD_INPUT, EXIT_TRANSIENT_FAULT, RunResult, StreamEnd
+from support.media import write_test_clip
+from support.rtsp_server import free_port
+
+EXE = str(Path(sys.executable).parent / "ddavs-rt")
+
+
+def _av_open_error(location: str) -> Exception:
+    options = {"rtsp_transport": "tcp", "timeout": "5000000"} if location.startswith("rtsp") else {}
+    try:
+        av.open(location, options=options, timeout=(5, 5)).close()
+    except Exception as error:  # noqa: BLE001 - the error is what the test inspects
+        return error
+    raise AssertionError(f"{location} opened")
+
+
+# ------------------------------------------------------------------------------ classifier
+def test_a_missing_file_is_permanent(tmp_path: Path) -> None:
+    error = _av_open_error(str(tmp_path / "nope.mp4"))
+    assert isinstance(error, av.error.FileNotFoundError)
+    assert classify_av_error(error, network=False) is FaultClass.PERMANENT
+
+
+def test_a_refused_port_is_transient() -> None:
+    error = _av_open_error(f"rtsp://127.0.0.1:{free_port()}/live")
+    assert isinstance(error, av.error.ConnectionRefusedError)
+    assert classify_av_error(error, network=True) is FaultClass.TRANSIENT
+
+
+def test_a_404_path_on_a_real_rtsp_server_is_permanent(rtsp_server) -> None:
+    url = rtsp_server.url.replace("/test", "/no-such-path")
+    error = _av_open_error(url)
+    assert classify_av_error(error, network=True) is FaultClass.PERMANENT
+    # the source refuses it at once, with the fix, and does not retry it
+    source = MediaSource(url, "cam", open_timeout=5)
+    with pytest.raises(SourceError, match="not found") as info:
+        source.start()
+    assert not isinstance(info.value, TransientSourceError) and "path" in str(info.value)
+    assert source.state == SourceState.ERROR and source.fault is FaultClass.PERMANENT
+
+
+@pytest.mark.parametrize("url", ["rtsp://127.0.0.1:notaport/x", "rtsp:///x", "rtsp://"])
+def test_a_malformed_url_is_permanent(url: str) -> None:
+    source = MediaSource(url, "cam", open_timeout=5)
+    with pytest.raises(SourceError) as info:
+        source.start()
+    assert not isinstance(info.value, TransientSourceError)
+    assert "\n" not in str(info.value) and "check its form" in str(info.value)
+
+
+def test_a_transient_outage_gives_up_after_its_first_frame_timeout() -> None:
+    policy = ReconnectPolicy.from_setting(None, backoff_initial_s=0.05, backoff_max_s=0.1)
+    assert policy.limit(delivered=False) == 20.0 and policy.limit(delivered=True) == 300.0
+    forever = ReconnectPolicy.from_setting("forever")
+    assert forever.limit(delivered=False) is None and forever.limit(delivered=True) is None
+    source = MediaSource(f"rtsp://127.0.0.1:{free_port()}/x", "cam", open_timeout=5,
+                         reconnect=ReconnectPolicy(first_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.1))
+    source.start()
+    assert source.join(20), "a refused source retried past its timeout"
+    assert source.fault is FaultClass.TRANSIENT and "gave up" in str(source.error)
+
+
+def test_backoff_is_jittered_below_its_cap() -> None:
+    policy = ReconnectPolicy(backoff_initial_s=0.25, backoff_max_s=2.0)
+    outage = Outage(policy, delivered=True, rng=random.Random(7))
+    delays = [outage.next_delay() for _ in range(12)]
+    bases = [min(2.0, 0.25 * 2**i) for i in range(12)]
+    assert all(base / 2 <= d <= base for d, base in zip(delays, bases))
+    assert max(delays) <= 2.0 and len(set(delays)) == len(delays)  # capped, and jittered
+
+
+def test_the_exit_code_is_the_worst_ending() -> None:
+    clean = [StreamEnd("a", "finished"), StreamEnd("b", "stopped")]
+    assert RunResult(clean).exit_code == 0
+    lost = StreamEnd("c", "fault", FaultClass.TRANSIENT, "gave up")
+    typo = StreamEnd("d", "fault", FaultClass.PERMANENT, "not found")
+    assert RunResult([*clean, lost]).exit_code == EXIT_TRANSIENT_FAULT
+    assert RunResult([lost, typo]).exit_code == EXIT_BAD_INPUT
+    assert RunResult(clean, engine_error="engine failed").exit_code == 3
+
+
+# ------------------------------------------------------------------------------ the CLI
+def _run_cli(arguments: list[str], checkpoint: Path, timeout: float) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.monotonic()
+    result = subprocess.run(
+        [EXE, *arguments, "--checkpoint", str(checkpoint), "--backend", "torch",
+         "--publish", f"tcp://127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=timeout,
+    )
+    return result, time.monotonic() - began
+
+
+def _fault_lines(result: subprocess.CompletedProcess, needle: str) -> list[str]:
+    """Lines that report the fault: the CLI's error line or an ERROR log line (not status lines)."""
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if needle in line and (line.startswith("ddavs-rt: error:") or " E " in line)]
+
+
+def test_a_404_path_exits_2_at_once_with_one_line(rtsp_server, checkpoint: Path) -> None:
+    url = rtsp_server.url.replace("/test", "/wrong")
+    result, _ = _run_cli(["--rtsp", url, "--duration", "120"], checkpoint, timeout=110)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = _fault_lines(result, "not found")
+    assert len(lines) == 1 and "/wrong" in lines[0], result.stderr
+    assert "publishing on" in result.stdout  # the bind succeeded before the source was tried
+
+
+def test_a_refused_url_gives_up_after_the_default_first_frame_timeout(checkpoint: Path) -> None:
+    url = f"rtsp://127.0.0.1:{free_port()}/x"
+    result, elapsed = _run_cli(["--rtsp", url, "--duration", "300"], checkpoint, timeout=200)
+    assert result.returncode == EXIT_TRANSIENT_FAULT, result.stdout + result.stderr
+    lines = _fault_lines(result, "gave up")
+    assert len(lines) == 1 and "refused" in lines[0] and "limit 20 s" in lines[0], result.stderr
+    assert elapsed < 150  # it ended on its own, long before --duration
+    assert " I " not in result.stderr  # library logging stays at WARNING without -v
+
+
+def test_a_file_corrupted_midway_exits_non_zero(tmp_path: Path, checkpoint: Path) -> None:
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, fps=25)
+    data = clip.path.read_bytes()
+    n = len(data)
+    noise = np.random.default_rng(1).integers(0, 256, n // 4, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(data[: n // 2] + noise + data[n // 2 + n // 4:])
+    result, _ = _run_cli(["--file", str(bad)], checkpoint, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert len(_fault_lines(result, "corrupt")) == 1, result.stderr
+    # the whole file is a clean end
+    good, _ = _run_cli(["--file", str(clip.path)], checkpoint, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_sigterm_closes_every_recording_segment(checkpoint: Path, tmp_path: Path) -> None:
+    port = free_port()
+    record = tmp_path / "rec"
+    socket = zmq.Context.instance().socket(zmq.SUB)
+    socket.linger = 0
+    socket.setsockopt(zmq.SUBSCRIBE, b"ddavs/")
+    socket.connect(f"tcp://127.0.0.1:{port}")
+    process = subprocess.Popen(
+        [EXE, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch", "--publish", f"tcp://127.0.0.1:{port}",
+         "--record", str(record), "--record-rotate-s", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        received = 0
+        deadline = time.monotonic() + 120
+        while received < 20 and time.monotonic() < deadline:
+            if socket.poll(200):
+                socket.recv_multipart()
+                received += 1
+        assert received >= 20, "the demo did not publish"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        socket.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    stream_dir = record / "demo"
+    segments = sorted(p for p in stream_dir.iterdir())
+    assert segments and not [p for p in segments if p.name.endswith(".partial")], segments
+    frames = [frame for segment in segments for frame in read_segment(segment)]
+    seqs = [header.seq for header, _ in frames]
+    assert len(frames) >= 20 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -210,7 +210,9 @@ def format_health(h: StreamHealthSnapshot, final: bool = False) -> str:
         line += f" | {label} J {j:.3f} F {f:.3f} J&F {(j + f) / 2:.3f}"
     elif j is not None:
         line += f" | {label} J {j:.3f} (no sounding object in view)"
-    if h.source_state not in ("running",):
+    if h.fault:
+        line += " | faulted"
+    elif h.source_state not in ("running",):
         line += f" | {h.source_state}"
     # the fault itself is logged once, when it happens (--stats-json keeps its text)
     return line

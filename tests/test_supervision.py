@@ -129,7 +129,24 @@ def test_a_404_path_exits_2_at_once_with_one_line(rtsp_server, checkpoint: Path)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = _fault_lines(result, "not found")
     assert len(lines) == 1 and "/wrong" in lines[0], result.stderr
-    assert "publishing on" in result.stdout  # the bind succeeded before the source was tried
+    assert "publishing on" not in result.stdout  # nothing was served
+
+
+def test_publishing_on_is_printed_only_after_the_bind(checkpoint: Path) -> None:
+    taken = zmq.Context.instance().socket(zmq.PUB)
+    taken.linger = 0
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        result = subprocess.run(
+            [EXE, "--demo", "--checkpoint", str(checkpoint), "--backend", "torch", "--publish", f"tcp://127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "publishing on" not in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ddavs-rt: error:")]
+    assert len(errors) == 1 and str(port) in errors[0], result.stderr
 
 
 def test_a_refused_url_gives_up_after_the_default_first_frame_timeout(checkpoint: Path) -> None:

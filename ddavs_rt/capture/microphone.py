@@ -30,6 +30,7 @@ import numpy as np
 from ddavs_rt.capture.base import DropOldestQueue, Source
 from ddavs_rt.capture.clock import SampleClock
 from ddavs_rt.capture.resample import StreamingResampler
+from ddavs_rt.capture.faults import TransientSourceError
 from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,10 @@ class MicrophoneSource(Source):
             if item is None:
                 stream = self._stream
                 if time.monotonic() - quiet_since > STALL_S and (stream is None or not stream.active):
-                    raise SourceError(f"{self.describe()} stopped delivering audio; check that the device is still connected")
+                    # transient (the device was there and went away); the stream goes on without sound
+                    raise TransientSourceError(
+                        f"{self.describe()} stopped delivering audio; check that the device is still connected"
+                    )
                 continue
             quiet_since = time.monotonic()
             clock = self.clock_model

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ddavs_rt.config import LossWeights
-from ddavs_rt.train.losses import SegmentationLoss, dice_loss, focal_loss, iou_loss
+from ddavs_rt.train.losses import IGNORE_INDEX, SegmentationLoss, dice_loss, focal_loss, iou_loss, segmentation_target
 
 torch.set_num_threads(1)
 
@@ -81,3 +81,96 @@ def test_multiclass_uses_cross_entropy_over_classes() -> None:
     best = SegmentationLoss(LossWeights(focal=1.0))(perfect, target)
     assert best["dice"] < 0.02 and best["iou"] < 0.02 and best["focal"] < 1e-6
     assert out["dice"] > 0.3
+
+
+# ---------------------------------------------------------------- label 255: ignored pixels
+# CAVP loss/losser.py: nn.CrossEntropyLoss(ignore_index=255), the mean over non-ignored pixels.
+# The expected values below are the loss definitions (module docstring) worked by hand over the
+# three pixels that remain of a 2x2 frame whose bottom-right pixel is labelled 255.
+
+LN2, LN3 = math.log(2.0), math.log(3.0)
+TERMS = ("ce", "dice", "iou", "focal")
+
+
+def _binary_example(ignored_logit: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # p = sigmoid: 0.5, 0.75, 0.25 on the counted pixels
+    logits = torch.tensor([[[[0.0, math.log(3.0)], [-math.log(3.0), ignored_logit]]]])
+    target = torch.tensor([[[1, 0], [1, IGNORE_INDEX]]], dtype=torch.uint8)
+    return logits, target
+
+
+def test_binary_ignored_pixel_contributes_nothing_and_terms_match_the_definitions() -> None:
+    loss = SegmentationLoss(LossWeights(ce=1.0, dice=1.0, iou=1.0, focal=1.0, con=0.0))
+    logits, target = _binary_example(7.0)
+    out = loss(logits, target)
+    # BCE: ln 2 (y=1, p=.5), ln 4 (y=0, p=.75), ln 4 (y=1, p=.25); mean over 3 pixels
+    assert math.isclose(float(out["ce"]), 5 * LN2 / 3, rel_tol=1e-6)
+    # Dice: sum p y = .75, sum p = 1.5, sum y = 2: 1 - (1.5 + 1) / (3.5 + 1)
+    assert math.isclose(float(out["dice"]), 4 / 9, rel_tol=1e-6)
+    # IoU: inter .75, union 1.5 + 2 - .75 = 2.75: 1 - 1.75 / 3.75
+    assert math.isclose(float(out["iou"]), 8 / 15, rel_tol=1e-6)
+    # focal (alpha .25, gamma 2): .25*.5^2*ln2 + .75*.75^2*ln4 + .25*.75^2*ln4, mean over 3
+    assert math.isclose(float(out["focal"]), 1.1875 * LN2 / 3, rel_tol=1e-6)
+    for other in (-5.0, 0.0, 30.0):
+        moved = loss(_binary_example(other)[0], target)
+        for name in TERMS:
+            assert math.isclose(float(moved[name]), float(out[name]), rel_tol=1e-6), (name, other)
+    x = logits.clone().requires_grad_(True)
+    loss(x, target)["total"].backward()
+    assert x.grad is not None and float(x.grad[0, 0, 1, 1]) == 0.0 and bool((x.grad[0, 0, 0] != 0).all())
+
+
+def _multiclass_example(ignored: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    # pixel logits: a [0,0,0] -> p (1/3,1/3,1/3); b [ln2,0,0] -> (1/2,1/4,1/4); c [0,ln2,0] -> (1/4,1/2,1/4)
+    pixels = [[0.0, 0.0, 0.0], [LN2, 0.0, 0.0], [0.0, LN2, 0.0], ignored]
+    logits = torch.tensor(pixels).T.reshape(1, 3, 2, 2)
+    target = torch.tensor([[[0, 2], [1, IGNORE_INDEX]]], dtype=torch.uint8)
+    return logits, target
+
+
+def test_multiclass_ignored_pixel_contributes_nothing_and_terms_match_the_definitions() -> None:
+    loss = SegmentationLoss(LossWeights(ce=1.0, dice=1.0, iou=1.0, focal=1.0, con=0.0))
+    logits, target = _multiclass_example([9.0, -3.0, 1.0])
+    out = loss(logits, target)
+    # CE: -ln p_t = ln 3 (a, class 0), ln 4 (b, class 2), ln 2 (c, class 1); mean over 3
+    assert math.isclose(float(out["ce"]), (LN3 + 3 * LN2) / 3, rel_tol=1e-6)
+    # the official criterion on the same input (PyTorch's ignore_index is what CAVP calls)
+    assert math.isclose(float(out["ce"]), float(F.cross_entropy(logits, target.long(), ignore_index=255)), rel_tol=1e-6)
+    # Dice per class over a, b, c: class 0: 1 - (2/3 + 1)/(13/12 + 1 + 1) = 17/37;
+    # class 1: 1 - (1 + 1)/(13/12 + 2) = 13/37; class 2: 1 - (1/2 + 1)/(5/6 + 2) = 8/17
+    assert math.isclose(float(out["dice"]), (30 / 37 + 8 / 17) / 3, rel_tol=1e-6)
+    # IoU: class 0 1 - (4/3)/(7/4 + 1) = 17/33; class 1 1 - (3/2)/(19/12 + 1) = 13/31; class 2 1 - (5/4)/(31/12) = 16/31
+    assert math.isclose(float(out["iou"]), (17 / 33 + 29 / 31) / 3, rel_tol=1e-6)
+    # focal: alpha_t .75 on background, .25 on classes: .75*(2/3)^2 ln3 + .25*(3/4)^2 ln4 + .25*(1/2)^2 ln2
+    assert math.isclose(float(out["focal"]), (LN3 / 3 + 11 * LN2 / 32) / 3, rel_tol=1e-6)
+    for other in ([-4.0, 8.0, 0.0], [0.0, 0.0, 50.0]):
+        moved = loss(_multiclass_example(other)[0], target)
+        for name in TERMS:
+            assert math.isclose(float(moved[name]), float(out[name]), rel_tol=1e-6), (name, other)
+    x = logits.clone().requires_grad_(True)
+    loss(x, target)["total"].backward()
+    assert x.grad is not None and bool((x.grad[0, :, 1, 1] == 0).all())
+
+
+def test_a_frame_that_is_all_ignored_counts_as_no_ground_truth() -> None:
+    loss = SegmentationLoss(LossWeights(focal=1.0))
+    logits = torch.randn(2, 4, 3, 3)
+    target = torch.randint(0, 4, (2, 3, 3))
+    target[1] = IGNORE_INDEX
+    alone = loss(logits[:1], target[:1])
+    both = loss(logits, target)
+    for name in (*TERMS, "total"):
+        assert torch.allclose(both[name], alone[name]), name
+    x = logits.clone().requires_grad_(True)
+    nothing = loss(x, torch.full_like(target, IGNORE_INDEX))
+    assert float(nothing["total"].detach()) == 0.0  # not NaN, as a mean over zero pixels would be
+    nothing["total"].backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) == 0.0
+
+
+def test_binary_target_takes_the_ignore_marks_of_the_class_map() -> None:
+    masks = torch.tensor([[[1, 0], [0, 0]]], dtype=torch.uint8)  # the loader writes 255 as background here
+    semantic = torch.tensor([[[9, 0], [IGNORE_INDEX, 0]]], dtype=torch.uint8)
+    assert segmentation_target(masks, semantic, 1).tolist() == [[[1, 0], [IGNORE_INDEX, 0]]]
+    assert segmentation_target(masks, None, 1).tolist() == masks.tolist()
+    assert segmentation_target(masks, semantic, 22) is semantic

@@ -44,7 +44,7 @@ from .datasets import ClipDataset, SampledFrames, collate_clips, open_dataset
 from .evaluate import evaluate_model
 from .history import write_csv, write_curves
 from .labels import single_source_indices
-from .losses import SegmentationLoss
+from .losses import SegmentationLoss, segmentation_target
 from .optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -344,7 +344,7 @@ class Trainer:
             else:
                 audio_aug = self.augment(audio, self.aug_generator).to(self.device) if self.use_com else None
                 logits, con = self.trainable(frames.to(self.device), audio.to(self.device), audio_aug)
-                target = batch["masks"] if self.model_cfg.decoder.num_classes == 1 else batch["semantic"]
+                target = segmentation_target(batch["masks"], batch["semantic"], self.model_cfg.decoder.num_classes)
                 target = target.flatten(0, 1)[keep].to(self.device)
                 terms = self.loss_fn(logits, target, batch["mask_valid"].flatten()[keep].to(self.device), con)
         self.optimizer.zero_grad(set_to_none=True)

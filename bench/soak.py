@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timer = threading.Timer(seconds, stop.set)
     started = dt.datetime.now(dt.timezone.utc)
+    commit = _commit()  # the code that was imported, not what the worktree holds at the end
     try:
         runtime.start()
         t0 = time.monotonic()
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "bench/soak.py",
         "started_utc": started.isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit,
         "machine": describe_machine(),
         "machine_shared": "a 2-core VM shared with four other engineers' builds and tests during the run: "
                           "throughput and latency are loaded figures; the growth slopes are what this measures",

@@ -519,6 +519,19 @@ def describe_validation_error(source: str, error: ValidationError) -> str:
     return f"{source}: field '{loc}': {message}{given_text}{tail}"
 
 
+def with_legacy_defaults(data: object) -> object:
+    """A saved model config (a checkpoint's config.json, an engine sidecar's "config") written
+    before a behaviour-changing field existed means the old behaviour: `visual.layernorm_eps`
+    absent is "legacy" (MiT LayerNorm eps 1e-6 everywhere)."""
+    if isinstance(data, dict):
+        visual = data.get("visual")
+        visual = dict(visual) if isinstance(visual, dict) else {}
+        if "layernorm_eps" not in visual:
+            visual["layernorm_eps"] = "legacy"
+            data = {**data, "visual": visual}
+    return data
+
+
 def parse_config(data: Any, cls: type[ConfigT], source: str = "<config>") -> ConfigT:
     """Validate an already-parsed mapping, raising a one-line ConfigError."""
     if data is None:

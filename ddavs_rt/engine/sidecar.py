@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ddavs_rt.atomic import atomic_write_text
-from ddavs_rt.config import ModelConfig
+from ddavs_rt.config import ModelConfig, with_legacy_defaults
 from ddavs_rt.errors import CheckpointError
 
 SIDECAR_FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ class OnnxSidecar(_Sidecar):
     calibration: dict[str, Any] | None = None
 
     def model_cfg(self) -> ModelConfig:
-        return ModelConfig.model_validate(self.config)
+        return ModelConfig.model_validate(with_legacy_defaults(self.config))  # written before layernorm_eps: legacy
 
 
 class TensorRTSidecar(_Sidecar):

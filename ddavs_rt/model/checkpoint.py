@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from ddavs_rt.atomic import atomic_path, atomic_write_text
 from ddavs_rt.bank import PrototypeBank, attach_bank, load_bank, save_bank
-from ddavs_rt.config import ModelConfig, dump_config, parse_config
+from ddavs_rt.config import ModelConfig, dump_config, parse_config, with_legacy_defaults
 from ddavs_rt.errors import CheckpointError, ConfigError
 from ddavs_rt.model.ddavs import DDAVS, build_model
 
@@ -65,18 +65,6 @@ def _read_config(folder: Path) -> ModelConfig:
         return parse_config(data, ModelConfig, str(path))
     except ConfigError as error:
         raise CheckpointError(f"invalid model config in checkpoint: {error}") from None
-
-
-def with_legacy_defaults(data: object) -> object:
-    """A saved config.json from before a behaviour-changing field existed means the old
-    behaviour: `visual.layernorm_eps` absent is "legacy" (MiT LayerNorm eps 1e-6 everywhere)."""
-    if isinstance(data, dict):
-        visual = data.get("visual")
-        visual = dict(visual) if isinstance(visual, dict) else {}
-        if "layernorm_eps" not in visual:
-            visual["layernorm_eps"] = "legacy"
-            data = {**data, "visual": visual}
-    return data
 
 
 def _read_weights(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:

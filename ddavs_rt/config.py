@@ -363,6 +363,27 @@ class DataConfig(StrictModel):
     frames_per_clip: int | None = Field(
         None, ge=1, description="training reads this many random frames of each clip per epoch (None: all); validation always reads all",
     )
+    subset: Literal["ss", "ms", "msmi"] | None = Field(
+        None, description="layout vpo only: VPO-SS, VPO-MS or VPO-MSMI (None: ss), as `ddavs-rt eval --subset`",
+    )
+    audio_root: Path | None = Field(
+        None, description="layout vpo only: the VGGSound root holding audios/<vgg_file>.wav (None: searched beside the "
+        "VPO folder), as `ddavs-rt eval --audio-root`; a relative path is resolved like root",
+    )
+
+    @model_validator(mode="after")
+    def _vpo_fields_need_vpo(self) -> DataConfig:
+        given = [name for name in ("subset", "audio_root") if getattr(self, name) is not None]
+        if given and self.layout != "vpo":
+            raise ValueError(f"{', '.join(given)} only apply to layout vpo (layout is {self.layout}); remove them")
+        return self
+
+    def loader_options(self, window_seconds: float, audio_root: Path | None = None) -> dict[str, Any]:
+        """Keyword options of the layout's loader: for vpo the subset, the VGGSound root (`audio_root`
+        given already resolved, else this config's) and CAVP's centred crop cut to the model's window."""
+        if self.layout != "vpo":
+            return {}
+        return {"subset": self.subset or "ss", "audio_root": audio_root or self.audio_root, "audio_seconds": window_seconds}
 
 
 class TrainConfig(StrictModel):

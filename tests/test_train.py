@@ -181,3 +181,70 @@ def test_budget_run_overrides_the_model_and_reads_sampled_frames(tmp_path: Path,
     trainer.fit()
     _, saved = load_checkpoint(tmp_path / "run/last")
     assert saved.input_size == 96 and saved.aqm.num_queries == 3
+
+
+# ---------------------------------------------------------------- VPO through the train config
+
+
+def _vpo_config_file(tmp: Path, **data_fields) -> Path:
+    """A train YAML beside a miniature CAVP-layout VPO/ and its VGGSound root, paths relative to it."""
+    from test_datasets import build_vpo
+
+    build_vpo(tmp)  # tmp/VPO/VPO-{SS,MS,MSMI}, tmp/vggsound/audios
+    from ddavs_rt.train.datasets.vpo import VPO_CLASSES
+
+    vpo_model = dict(TINY_MODEL, decoder={"hidden_dim": 16, "num_classes": len(VPO_CLASSES)}, class_names=VPO_CLASSES)
+    (tmp / "model.yaml").write_text(yaml.safe_dump(vpo_model))
+    config = {
+        "model": "model.yaml", "data": {"root": "VPO", "layout": "vpo", "num_workers": 0, **data_fields},
+        "epochs": 1, "batch_size": 1, "lr": 1e-3, "warmup_epochs": 0.0, "frame_size": 32, "eval_batch_size": 1,
+        "out_dir": str(tmp / "run"), "max_steps": 1, "amp": False,
+    }
+    path = tmp / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_config_passes_the_vpo_subset_and_audio_root_and_trains_past_label_255(tmp_path: Path) -> None:
+    from test_datasets import cavp_crop
+
+    from ddavs_rt.train.datasets.media import decode_audio
+    from ddavs_rt.train.trainer import load_train_config
+
+    path = _vpo_config_file(tmp_path, subset="ss", audio_root="vggsound")
+    trainer = Trainer(load_train_config(path), tmp_path / "run", config_dir=tmp_path)
+    assert trainer.train_data.uids == ["7_70"] and trainer.val_data.dataset.uids == ["8_80"]  # CSV val rows: test
+    sample = trainer.train_data[0]
+    assert sample.tags == ["ss", "dog"] and (sample.semantic[0][12, 4:12] == 255).all()
+    window = trainer.model_cfg.window_samples
+    wave = decode_audio(tmp_path / "vggsound" / "audios" / "vggA.wav", trainer.model_cfg.sample_rate)
+    np.testing.assert_array_equal(sample.audio[0], cavp_crop(wave, window))  # CAVP's centred crop, the model's window
+    row = trainer.fit()  # one step on a frame with 255 pixels and 22 classes, then validation
+    assert trainer.step == 1 and all(np.isfinite(row[k]) and row[k] > 0 for k in ("ce", "dice", "iou", "total"))
+
+    ms = Trainer(load_train_config(_vpo_config_file(tmp_path / "ms", subset="ms", audio_root="vggsound",
+                                                    train_split="test", val_split="test")),
+                 tmp_path / "ms" / "run", config_dir=tmp_path / "ms")
+    assert ms.train_data.uids == ["9", "11"] and ms.train_data[0].tags == ["ms", "cat", "dog"]
+
+
+def test_vpo_data_fields_are_validated_in_one_line(tmp_path: Path) -> None:
+    from ddavs_rt.errors import ConfigError, DataError
+    from ddavs_rt.train.trainer import load_train_config
+
+    path = _vpo_config_file(tmp_path, subset="mono")
+    with pytest.raises(ConfigError) as info:
+        load_train_config(path)
+    message = str(info.value)
+    assert "\n" not in message and "data.subset" in message and "'ss', 'ms' or 'msmi'" in message
+    config = yaml.safe_load(path.read_text())
+    config["data"] = {"root": "VPO", "layout": "s4", "audio_root": "vggsound"}
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="audio_root only apply to layout vpo .layout is s4.; remove them"):
+        load_train_config(path)
+    assert TrainConfig.model_validate({"model": "m.yaml", "data": {"root": "VPO", "layout": "vpo"}}).data.loader_options(1.0) == {
+        "subset": "ss", "audio_root": None, "audio_seconds": 1.0,
+    }
+    with pytest.raises(DataError, match="VPO audio comes from a VGGSound root"):
+        Trainer(load_train_config(_vpo_config_file(tmp_path / "noaudio", audio_root="nowhere")), tmp_path / "noaudio" / "run",
+                config_dir=tmp_path / "noaudio")

@@ -195,8 +195,10 @@ class Trainer:
         self.bank: PrototypeBank | None = None
         self.size = cfg.frame_size or self.model_cfg.input_size
         root = resolve_path(cfg.data.root, config_dir)
-        train_set = open_dataset(root, cfg.data.layout, cfg.data.train_split, size=self.size, sample_rate=self.model_cfg.sample_rate)
-        val_set = open_dataset(root, cfg.data.layout, cfg.data.val_split, size=self.size, sample_rate=self.model_cfg.sample_rate)
+        audio_root = resolve_path(cfg.data.audio_root, config_dir) if cfg.data.audio_root is not None else None
+        options = cfg.data.loader_options(self.model_cfg.window_seconds, audio_root)  # VPO: subset, VGGSound root
+        train_set = open_dataset(root, cfg.data.layout, cfg.data.train_split, size=self.size, sample_rate=self.model_cfg.sample_rate, **options)
+        val_set = open_dataset(root, cfg.data.layout, cfg.data.val_split, size=self.size, sample_rate=self.model_cfg.sample_rate, **options)
 
         if cfg.stage == "audio":
             self.class_names = [name for name in train_set.class_names[1:]]

@@ -279,6 +279,14 @@ def _camera_child(argv: list[str]) -> int:
     return main(argv)
 
 
+def engine_fault(ctx: Context) -> dict:
+    """bench/faults_engine.py's two scenarios (one failing batch, one poisoned stream) on ctx's engine."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from faults_engine import run_engine_fault
+
+    return run_engine_fault(ctx.engine, ctx.backend)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("rtsp-kill-restart", "one of two RTSP servers killed and restarted; recovery, losses, latency",
              rtsp_kill_restart),
@@ -287,6 +295,8 @@ SCENARIOS: list[Scenario] = [
              exit_refused),
     Scenario("exit-corrupt-file", "a file corrupted mid-way: exit code", exit_corrupt_file),
     Scenario("exit-camera-dies", "a camera that dies beside a live microphone: exit code", exit_camera_dies),
+    Scenario("engine-fault", "an exception injected in engine.infer on one batch, then on one stream's frames: "
+             "frames lost, the others' seq continuity, p95 before/during/after", engine_fault),
 ]
 
 

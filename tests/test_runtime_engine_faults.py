@@ -222,3 +222,38 @@ def test_a_lone_stream_that_poisons_the_engine_is_faulted_not_taken_for_an_engin
     assert not gave_up.is_set(), "the run did not end by itself"
     assert health.fault and "works on other input" in health.fault
     assert health.engine_failed_frames == 3 and health.processed == 0
+
+
+def test_a_passing_engine_fault_on_every_stream_faults_none_of_them(checkpoint: Path) -> None:
+    """The engine fails 8 calls in a row on two streams, then works: when the first stream reaches
+    3 failures the blank probe works and the other stream was failing too, so it was the engine,
+    briefly: no stream is faulted and serving goes on. Driven step by step on this thread (which
+    therefore owns the real publisher socket)."""
+    from ddavs_rt.capture.types import VideoFrame
+    from ddavs_rt.publish.publisher import Publisher
+    from ddavs_rt.runtime.scheduler import Scheduler
+    from ddavs_rt.runtime.stream import Stream
+
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_calls=set(range(1, 9)))
+    wake = threading.Event()
+    streams = [Stream(f"s{i}", engine.spec.sample_rate, 2.0, wake) for i in range(2)]
+    config = _config(free_port(), 2)
+    scheduler = Scheduler(streams, engine, lambda: Publisher("tcp://127.0.0.1:*"), config, wake)
+    scheduler.publisher = scheduler.open_publisher()
+    h, w = engine.spec.input_size
+    try:
+        published = []
+        for step in range(5):
+            for stream in streams:
+                stream.on_video(VideoFrame(stream.stream_id, step, step * 0.1, time.time(),
+                                           np.full((h, w, 3), 40 * step, np.uint8)))
+            published.append(scheduler.step())
+    finally:
+        scheduler.publisher.close()
+        engine.close()
+    # batches 1-2 lost both frames; batch 3: s0's retry failed (its 3rd), the probe (call 9) worked,
+    # s1's retry (call 10) worked; batches 4-5 whole
+    assert published == [0, 0, 1, 2, 2]
+    assert [s.fault for s in streams] == [None, None]
+    assert [s.counters.engine_failed_frames for s in streams] == [3, 2]
+    assert scheduler.failed_batches == 3

@@ -109,3 +109,38 @@ def test_microphone_overflows_reach_the_stream_health() -> None:
     assert stream.health().mic_overflows == 2
     stream.attach(SyntheticSource(stream_id="cam"), None)
     assert stream.health().mic_overflows == 0
+
+
+def test_a_header_counts_its_own_frame_s_warm_up_window_not_one_frame_late(checkpoint) -> None:
+    import threading
+
+    from ddavs_rt.config import RuntimeConfig, SyntheticSourceConfig
+    from ddavs_rt.engine import open_engine
+    from ddavs_rt.runtime.runner import Runtime
+    from support.rtsp_server import free_port
+
+    config = RuntimeConfig(sources=[SyntheticSourceConfig(id="a", fps=10)], overlay=False,
+                           publish=f"tcp://127.0.0.1:{free_port()}")
+    runtime = Runtime(config, open_engine(checkpoint, backend="torch", threads=1))
+    headers = []
+    stop = threading.Event()
+
+    def keep(_sid, header, _png, _overlay) -> None:
+        headers.append(header)
+        if header.frame_time > 1.5:  # past the first second: windows are whole
+            stop.set()
+
+    runtime.scheduler.on_published.append(keep)
+    try:
+        runtime.start()
+        runtime.run(stop)
+    finally:
+        runtime.close()
+    first = headers[0]
+    assert first.seq == 0 and first.frame_time < 1.0
+    assert first.audio.warmup_windows == 1  # its own window reaches before the stream began
+    assert first.audio.incomplete_windows == 0 and first.audio.ring_gaps == 0
+    late = [h for h in headers if h.audio_window.start >= 0.0]
+    assert late and all(h.audio_window.complete for h in late)
+    assert headers[-1].audio.warmup_windows == sum(1 for h in headers if h.audio_window.start < 0.0)
+    assert headers[-1].audio.incomplete_windows == 0

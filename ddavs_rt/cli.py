@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("ddavs_rt.calibration.cli", "INT8 post-training quantization of an ONNX file"),
     "bench": ("ddavs_rt.calibration.bench", "benchmark the model per backend and batch size"),
     "bench-pipeline": ("ddavs_rt.runtime.bench", "benchmark the whole streaming pipeline"),
+    "bench-cluster": ("ddavs_rt.cluster.bench", "benchmark streams spread over Dask workers (cluster extra)"),
     "subscribe": ("ddavs_rt.publish.subscribe_cli", "receive published masks over ZeroMQ"),
     "view": ("ddavs_rt.view.cli", "a web page with the live overlays of every stream"),
     "keys": ("ddavs_rt.publish.keys", "make CURVE key pairs for an encrypted publisher"),

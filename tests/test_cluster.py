@@ -124,10 +124,14 @@ def test_a_killed_worker_moves_its_shard_and_every_stream_publishes_again_throug
             assert all(b > a for a, b in zip(seqs, seqs[1:])), f"{stream} epoch {epoch}: seq {seqs}"
 
 
-def test_a_shard_whose_sources_fail_permanently_ends_the_run_without_retries(tmp_path, checkpoint):
-    site = _write_site(tmp_path, checkpoint, [{"kind": "media", "id": "gone", "location": str(tmp_path / "no.mp4")}])
+def test_shards_whose_streams_fault_end_with_their_fault_class_and_are_not_retried(tmp_path, checkpoint):
+    refused = f"rtsp://127.0.0.1:{free_port()}/x"  # nothing listens: a transient fault, given up after 3 s
+    site = _write_site(tmp_path, checkpoint, [
+        {"kind": "media", "id": "gone", "location": str(tmp_path / "no.mp4")},  # permanent: no such file
+        {"kind": "media", "id": "down", "location": refused, "reconnect_timeout_s": 3},
+    ])
     log = tmp_path / "cli.log"
-    cli = _cli(["--config", str(site), "--dask", "local:1", "--engine-threads", "1",
+    cli = _cli(["--config", str(site), "--dask", "local:1", "--shards", "2", "--engine-threads", "1",
                 "--publish", f"tcp://127.0.0.1:{free_port()}"], log)
     try:
         code = cli.wait(timeout=240)
@@ -136,9 +140,10 @@ def test_a_shard_whose_sources_fail_permanently_ends_the_run_without_retries(tmp
             os.kill(cli.pid, signal.SIGKILL)
             cli.wait(timeout=30)
     text = log.read_text()
-    assert code == 1, text[-3000:]
+    assert code == 2, text[-3000:]  # the worst of the shards' codes: 2 (permanent) over 1 (transient)
     assert "shard 0 ended with a permanent fault" in text and "no.mp4" in text, text[-3000:]
-    assert "restarted" not in text
+    assert "shard 1 ended with a transient fault" in text, text[-3000:]
+    assert "restarted" not in text  # neither shard was run again
 
 
 def test_without_dask_nothing_of_dask_is_imported(tmp_path, checkpoint):

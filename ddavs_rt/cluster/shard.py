@@ -11,9 +11,9 @@ How it ends decides what Dask does next:
 - an exception other than a `DdavsError` (a bug, a crashed engine), or an engine that keeps
   failing while serving (`EngineFailed`), propagates: Dask runs the task again up to its
   `retries`;
-- a permanent fault (bad input: `DdavsError`, e.g. no source could be opened, a missing model
-  file) or every stream ended with a fault returns a result with `fault="permanent"`: the task
-  is finished and never retried;
+- bad input at the start (`DdavsError`: no source could be opened, a missing model file) and
+  streams that end with a fault (as the supervision rules classify it) are returned in the
+  result, with one machine's exit code: the task is finished and never retried;
 - a clean end (stop, duration, end of every file) returns `fault=None`.
 """
 
@@ -30,6 +30,7 @@ from typing import Literal
 from ddavs_rt.config import RuntimeConfig
 from ddavs_rt.errors import DdavsError
 from ddavs_rt.publish.curve import CurveClient
+from ddavs_rt.runtime.runner import EXIT_BAD_INPUT
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,17 @@ class ShardSpec:
 
 @dataclass(slots=True)
 class ShardResult:
+    """How a shard ended: `exit_code` as one machine's (runtime/runner.py: 0 clean, 1 transient
+    fault, 2 permanent fault or bad input), `fault` the shard's worst fault class, `ended` one
+    line per stream ("finished", "stopped", "fault (permanent): ...")."""
+
     index: int
     worker: str
     epoch: int
+    exit_code: int = 0
     fault: Fault | None = None
     error: str | None = None
-    ended: dict[str, str] = field(default_factory=dict)  # stream id -> its source state at the end
+    ended: dict[str, str] = field(default_factory=dict)
 
 
 def run_shard(spec: ShardSpec) -> ShardResult:
@@ -74,7 +80,7 @@ def run_shard(spec: ShardSpec) -> ShardResult:
     try:
         runtime = _open_runtime(spec)
     except DdavsError as error:
-        return ShardResult(spec.index, worker, epoch, fault="permanent", error=str(error))
+        return ShardResult(spec.index, worker, epoch, EXIT_BAD_INPUT, fault="permanent", error=str(error))
     runtime.scheduler.epoch = epoch
     from ddavs_rt.runtime.metrics import RuntimeMetrics
 
@@ -86,7 +92,7 @@ def run_shard(spec: ShardSpec) -> ShardResult:
         try:
             runtime.start()
         except DdavsError as error:  # no source could be opened: retrying elsewhere cannot help
-            return ShardResult(spec.index, worker, epoch, fault="permanent", error=str(error))
+            return ShardResult(spec.index, worker, epoch, EXIT_BAD_INPUT, fault="permanent", error=str(error))
         failures: list[BaseException] = []
 
         def serve() -> None:
@@ -102,9 +108,9 @@ def run_shard(spec: ShardSpec) -> ShardResult:
         serving.join(timeout=15.0)
         if failures:  # raised, so Dask runs the shard again (up to its retries), maybe elsewhere
             raise RuntimeError(f"shard {spec.index} on {worker}: {failures[0]}") from failures[0]
-        fault, error, ended = shard_outcome(runtime)
+        exit_code, fault, error, ended = shard_outcome(runtime)
         status.set(_report(runtime, metrics, worker, epoch, spec.index, final=True))
-        return ShardResult(spec.index, worker, epoch, fault=fault, error=error, ended=ended)
+        return ShardResult(spec.index, worker, epoch, exit_code, fault=fault, error=error, ended=ended)
     finally:
         stop.set()
         runtime.close()
@@ -170,17 +176,25 @@ def _report(runtime, metrics, worker: str, epoch: int, index: int, final: bool =
     })
 
 
-def shard_outcome(runtime) -> tuple[Fault | None, str | None, dict[str, str]]:
-    """The one place that reads how a shard's runtime ended: (fault class, error, stream states).
+def shard_outcome(runtime) -> tuple[int, Fault | None, str | None, dict[str, str]]:
+    """The one place that reads how a shard's runtime ended, from the supervision rules'
+    `Runtime.result()`: (exit code, worst fault class, the faults' lines, one line per stream).
 
-    Today's runtime retries network sources by itself and reports a source that gave up as
-    state "error"; a shard whose every stream ended that way failed permanently (running it on
-    another worker would fail the same way). A clean end (stop, duration, files played through)
-    is no fault.
+    A stream fault is returned, never raised, so Dask does not run the shard again: a permanent
+    fault would fail the same way on any worker, and a transient one has already been retried
+    for the source's `reconnect_timeout` (`--reconnect forever` keeps it trying instead).
     """
-    health = runtime.health()
-    ended = {h.stream_id: h.source_state for h in health}
-    errors = [h for h in health if h.source_state == "error"]
-    if health and len(errors) == len(health):
-        return "permanent", "; ".join(f"{h.stream_id}: {h.error}" for h in errors), ended
-    return None, None, ended
+    result = runtime.result()
+    ended: dict[str, str] = {}
+    faults: list[str] = []
+    classes: set[str] = set()
+    for end in result.streams:
+        if end.outcome == "fault":
+            kind = end.fault.value if end.fault is not None else "permanent"
+            classes.add(kind)
+            faults.append(f"{end.stream_id}: {end.error} ({kind})")
+            ended[end.stream_id] = f"fault ({kind}): {end.error}"
+        else:
+            ended[end.stream_id] = end.outcome
+    worst: Fault | None = "permanent" if "permanent" in classes else ("transient" if classes else None)
+    return result.exit_code, worst, "; ".join(faults) or None, ended

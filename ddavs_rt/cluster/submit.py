@@ -13,8 +13,10 @@ The submitting process:
 5. on Ctrl-C, SIGTERM, `--duration` or when every shard has ended, sets the stop event, waits
    for the shards' results and closes everything.
 
-Exit code: 0 when every shard ended cleanly, 1 when any shard failed (an exception after its
-retries, a worker lost more than Dask's allowed-failures, or a permanent fault).
+Exit code, the highest of: each shard's own (one machine's codes, runtime/runner.py: 0 clean,
+1 a stream ended with a transient fault, 2 a permanent fault or bad input), and 3 for a shard that
+could not be kept running (an exception after its retries, its engine failing, a worker lost
+more often than Dask's allowed-failures).
 """
 
 from __future__ import annotations
@@ -245,18 +247,21 @@ def _report_end(args, reports, final, outcome: str) -> int:
         for h in report["health"]:
             health.append(h)
             print("final " + format_health(StreamHealthSnapshot(**h), final=True), flush=True)
-    failed = False
+    from ddavs_rt.runtime.runner import EXIT_ENGINE_FAILED
+
+    code = 0
     for index, result, error in final:
-        if error is not None:
-            failed = True
+        if error is not None:  # the shard could not be kept running
+            code = max(code, EXIT_ENGINE_FAILED)
             print(f"ddavs-rt: shard {index} {error}", flush=True)
-        elif result is not None and result.fault is not None:
-            failed = True
-            print(f"ddavs-rt: shard {index} ended with a {result.fault} fault: {result.error}", flush=True)
+        elif result is not None:
+            code = max(code, result.exit_code)
+            if result.fault is not None:
+                print(f"ddavs-rt: shard {index} ended with a {result.fault} fault: {result.error}", flush=True)
     if args.stats_json:
         from ddavs_rt.atomic import atomic_write_text
 
         atomic_write_text(args.stats_json, json.dumps(health, indent=2))
     log.info("cluster run ended (%s)", outcome)
-    return 1 if failed else 0
+    return code
 

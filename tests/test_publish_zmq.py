@@ -19,7 +19,7 @@ from ddavs_rt.publish.curve import CurveClient, CurveServer
 from ddavs_rt.publish.errors import PublishError
 from ddavs_rt.publish.overlay import encode_jpeg
 from ddavs_rt.publish.publisher import Publisher
-from ddavs_rt.publish.schema import FrameHeader
+from ddavs_rt.publish.schema import FrameHeader, encode_message
 from ddavs_rt.publish.subscriber import Subscriber
 
 SPAWN = mp.get_context("spawn")
@@ -97,6 +97,23 @@ def _until_first(pub: Publisher, sub: Subscriber, make) -> int:
 def publisher():
     with Publisher("tcp://127.0.0.1:*", send_hwm=50) as pub:
         yield pub
+
+
+def test_a_new_epoch_counts_as_a_restart_and_gaps_within_an_epoch_as_missed(publisher: Publisher) -> None:
+    def send(epoch: int, seq: int) -> None:
+        publisher.publish(_header(seq).model_copy(update={"epoch": epoch}), _mask(seq), b"")
+
+    with Subscriber(publisher.endpoint) as sub:
+        sent = _until_first(publisher, sub, lambda i: encode_message(_header(i), _mask(i), b""))
+        for seq in range(sent, sent + 5):  # epoch 0 goes on
+            send(0, seq)
+        for seq in (0, 1, 2, 5, 6):  # the publisher restarted (epoch 1); 3 and 4 are lost
+            send(1, seq)
+        while (frame := sub.recv(TIMEOUT)) is not None and (frame.header.epoch, frame.header.seq) != (1, 6):
+            pass
+    assert frame is not None, "the last message never arrived"
+    assert sub.restarts == 1  # seq back to 0 with a higher epoch: a restart
+    assert sub.missed == 2
 
 
 def test_topic_filtering_delivers_only_the_subscribed_stream(publisher: Publisher) -> None:

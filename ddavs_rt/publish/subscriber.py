@@ -7,7 +7,8 @@ drains everything already queued without blocking and keeps the newest message o
 is slower than the publisher always sees the freshest frames; the older ones are counted in
 `skipped`. Malformed messages (another program on the port, a newer schema) are logged,
 counted in `malformed` and skipped. `missed` counts frames lost on the way (gaps in a stream's
-sequence numbers), in the normal mode.
+sequence numbers within one epoch), in the normal mode; `restarts` counts a stream's publisher
+starting again (its header's `epoch` rose and seq starts from 0: a restart, not a loss).
 
 Topics are prefixes (ZeroMQ semantics): "ddavs/" is every stream, "ddavs/cam1" also matches
 "ddavs/cam10". A socket belongs to one thread.
@@ -60,11 +61,12 @@ class Subscriber:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._pending: dict[bytes, list[bytes]] = {}  # latest-only: newest message per topic
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[str, tuple[int, int]] = {}  # stream -> (epoch, seq)
         self.received = 0
         self.skipped = 0
         self.malformed = 0
         self.missed = 0
+        self.restarts = 0
 
     def recv(self, timeout_s: float | None = None) -> DecodedFrame | None:
         """The next valid message, or None if none came within `timeout_s` (None: wait forever)."""
@@ -115,10 +117,14 @@ class Subscriber:
     def _count(self, frame: DecodedFrame) -> None:
         self.received += 1
         stream, seq = frame.header.stream_id, frame.header.seq
+        epoch = frame.header.epoch
         last = self._last_seq.get(stream)
-        if last is not None and seq > last + 1 and not self.latest_only:
-            self.missed += seq - last - 1
-        self._last_seq[stream] = seq
+        if last is not None and epoch != last[0]:
+            self.restarts += epoch > last[0]  # a new epoch is a restart: its seq counts from 0 again
+        elif last is not None and seq > last[1] + 1 and not self.latest_only:
+            self.missed += seq - last[1] - 1
+        if last is None or epoch >= last[0]:
+            self._last_seq[stream] = (epoch, seq)
 
     def close(self) -> None:
         if not self._socket.closed:

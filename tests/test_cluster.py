@@ -56,7 +56,8 @@ def _wait_until(predicate, timeout: float, what: str, *logs: Path) -> None:
 @pytest.mark.slow
 def test_a_killed_worker_moves_its_shard_and_every_stream_publishes_again_through_one_endpoint(
         tmp_path, checkpoint, rtsp_server):
-    cluster = DaskCluster(tmp_path, workers=2, threads=3)
+    # each worker advertises two units; each shard needs one, so the survivor can hold both
+    cluster = DaskCluster(tmp_path, workers=2, threads=3, resources="GPU=2")
     publish, metrics_port = free_port(), free_port()
     sources = [{"kind": "synthetic", "id": s, "fps": 5, "seed": i + 1} for i, s in enumerate(SYNTHETIC)]
     sources.append({"kind": "media", "id": "cam", "location": rtsp_server.url, "read_timeout_s": 5.0})
@@ -81,7 +82,8 @@ def test_a_killed_worker_moves_its_shard_and_every_stream_publishes_again_throug
             addresses = listening_addresses(pid)
             assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), (pid, addresses)
         listener.start()
-        cli = _cli(["--config", str(site), "--dask", cluster.address, "--shards", "2", "--engine-threads", "1",
+        cli = _cli(["--config", str(site), "--dask", cluster.address, "--shards", "2", "--resources", "GPU=1",
+                    "--engine-threads", "1",
                     "--publish", f"tcp://127.0.0.1:{publish}", "--metrics", f"127.0.0.1:{metrics_port}",
                     "--duration", "600"], log)
         everyone = [*SYNTHETIC, "cam"]

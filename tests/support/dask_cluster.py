@@ -39,11 +39,13 @@ def listening_addresses(pid: int) -> list[str]:
 class DaskCluster:
     """`start()` a scheduler and `workers` workers; `kill_worker(i)`; `stop()` ends the rest."""
 
-    def __init__(self, folder: Path, workers: int = 2, threads: int = 3, env: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, workers: int = 2, threads: int = 3, resources: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.scheduler_port = free_port()
         self.worker_ports = [free_port() for _ in range(workers)]
         self.threads = threads
+        self.resources = resources  # e.g. "GPU=2": what each worker advertises
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen | None] = []
@@ -68,7 +70,8 @@ class DaskCluster:
         for i, port in enumerate(self.worker_ports):
             self.workers.append(self._spawn(f"worker{i}", [
                 "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1", "--worker-port", str(port),
-                "--no-nanny", "--nthreads", str(self.threads), "--name", f"w{i}", *http]))
+                "--no-nanny", "--nthreads", str(self.threads), "--name", f"w{i}", *http,
+                *(["--resources", self.resources] if self.resources else [])]))
         for i, port in enumerate(self.worker_ports):
             _wait_for_port(port, self.workers[i], timeout, self.folder / f"worker{i}.log")
 

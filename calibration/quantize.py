@@ -123,7 +123,8 @@ def calibrate_onnx(
     model = onnx.load(str(onnx_path))
     excluded = nodes_in_scopes(model, keep_fp32)
     log.info("quantizing %s (method %s, %d nodes kept fp32: %s)", onnx_path.name, method, len(excluded), ", ".join(keep_fp32))
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    # QuantizeBias False: biases stay float; TensorRT refuses an INT32 DequantizeLinear (operators.md)
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     with atomic_path(out) as tmp:
         quantize_static(
             str(onnx_path), str(tmp), None,  # no reader: the ranges come from the cache

@@ -9,9 +9,12 @@ model). H = W = cfg.input_size and S = cfg.window_samples are fixed; the batch d
 between the --batch bounds. The dynamo exporter (`torch.onnx.export(dynamo=True)`) is used: the
 legacy exporter bakes attention reshapes to the example batch size.
 
-After export: `onnx.checker.check_model`, a check against TensorRT's ONNX operator list (a
-warning per operator TensorRT would refuse), then the file is moved into place atomically and
-the sidecar `<out>.json` is written.
+After export: shape reads of the uint8 `frames` input are moved onto its float cast (same
+shape; TensorRT's Shape takes no uint8), `onnx.checker.check_model`, then the check against the
+documented rules of TensorRT's ONNX parser (`trt_ops`: opset, operators, types, no uint8 inside
+the graph, attribute restrictions): a graph that breaks them is refused with one line (unless
+`--no-tensorrt-check`, for an ONNX Runtime-only graph). Then the file is moved into place
+atomically and the sidecar `<out>.json` is written.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from ddavs_rt.atomic import atomic_path, sha256_file
 from ddavs_rt.config import dump_config
 from ddavs_rt.engine.sidecar import OnnxSidecar, TensorInfo, sidecar_path, write_sidecar
 from ddavs_rt.engine.torch_backend import model_id_for
-from ddavs_rt.engine.trt_ops import tensorrt_problems
-from ddavs_rt.errors import CheckpointError, ConfigError
+from ddavs_rt.engine.trt_ops import problems_line, tensorrt_problems
+from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,71 @@ def parse_batch_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+class TensorRTRulesError(DdavsError):
+    """The exported graph breaks the documented rules of TensorRT's ONNX parser."""
+
+
+def move_shape_reads_off_uint8_inputs(model) -> int:
+    """Point every Shape/Size node that reads a uint8 graph input at that input's Cast instead.
+
+    The cast output has the input's shape, so the graph computes the same; TensorRT's Shape and
+    Size take no uint8 tensor (operators.md), so a uint8 input may meet only its Cast. Returns
+    how many nodes were moved."""
+    import onnx
+
+    uint8_inputs = {v.name for v in model.graph.input if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
+    casts = {}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.input and node.input[0] in uint8_inputs:
+            casts.setdefault(node.input[0], node.output[0])
+    moved = 0
+    for node in model.graph.node:
+        if node.op_type in ("Shape", "Size") and node.input and node.input[0] in casts:
+            node.input[0] = casts[node.input[0]]
+            moved += 1
+    if moved:  # a Cast now feeds nodes placed before it: restore the topological order
+        _sort_topologically(model.graph)
+    return moved
+
+
+def _sort_topologically(graph) -> None:
+    ready = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # inputs from an outer scope or a cycle: keep the rest as they were
+            ordered.extend(rest)
+            break
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def check_graph_for_tensorrt(model, out: str | Path, refuse: bool = True) -> list[str]:
+    """Raise TensorRTRulesError (one line) when `model` breaks TensorRT's ONNX parser rules; with
+    refuse=False, log each problem as a warning instead. Returns the problems."""
+    problems = tensorrt_problems(model)
+    if problems and refuse:
+        raise TensorRTRulesError(f"{out}: not written: {problems_line(problems)}; fix the model, "
+                                 "or pass --no-tensorrt-check for an ONNX Runtime-only graph")
+    for problem in problems:
+        log.warning("TensorRT compatibility: %s", problem)
+    return problems
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, batch: tuple[int, int] = (1, 32),
-                      opset: int = DEFAULT_OPSET) -> Path:
-    """Export a checkpoint folder to `out` (+ `out.json`); returns `out`."""
+                      opset: int = DEFAULT_OPSET, check_tensorrt: bool = True) -> Path:
+    """Export a checkpoint folder to `out` (+ `out.json`); returns `out`.
+
+    Raises TensorRTRulesError (one line) when the graph breaks TensorRT's ONNX parser rules,
+    unless `check_tensorrt` is False (then each problem is a warning)."""
     import onnx
     import torch
 
@@ -84,11 +149,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, batch: tuple[int,
             dynamic_shapes=dynamic_shapes, optimize=True, verbose=False,
         )
     proto = program.model_proto
+    move_shape_reads_off_uint8_inputs(proto)
 
-    log.info("[3/5] checking the graph")
-    problems = tensorrt_problems(proto)
-    for problem in problems:
-        log.warning("TensorRT compatibility: %s", problem)
+    log.info("[3/5] checking the graph against TensorRT's ONNX parser rules")
+    check_graph_for_tensorrt(proto, out, refuse=check_tensorrt)
 
     log.info("[4/5] writing %s", out)
     with atomic_path(out) as tmp:
@@ -120,11 +184,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="ONNX file to write; its sidecar goes to OUT.json")
     parser.add_argument("--batch", default="1-32", help="dynamic batch range MIN-MAX (default 1-32)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, >= 17)")
+    parser.add_argument("--no-tensorrt-check", action="store_true",
+                        help="write a graph that breaks TensorRT's ONNX parser rules (warnings only; for ONNX Runtime)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.opset < 17:
         raise ConfigError(f"--opset {args.opset}: use 17 or newer (LayerNormalization as one node)")
-    out = export_checkpoint(args.checkpoint, args.out, parse_batch_range(args.batch), args.opset)
+    out = export_checkpoint(args.checkpoint, args.out, parse_batch_range(args.batch), args.opset,
+                            check_tensorrt=not args.no_tensorrt_check)
     print(f"{out} ({out.stat().st_size / 1e6:.1f} MB), sidecar {sidecar_path(out)}")
     return 0

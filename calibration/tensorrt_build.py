@@ -107,31 +107,117 @@ def precision_plan(precision: str, onnx_precision: str, trt_major: int) -> dict[
 
 
 # --------------------------------------------------------------------------------------------
-# fp16 conversion (TensorRT 11.x)
+# fp16 conversion (strongly typed builds)
 # --------------------------------------------------------------------------------------------
 
+FRONT_END_CLASS = "ddavs_rt.model.frontend.LogMel"  # the exporter records each node's module path
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
-def convert_onnx_to_fp16(onnx_path: Path, out_path: Path) -> tuple[Path, str]:
-    """Write an fp16 copy of an fp32 ONNX (inputs/outputs keep their types) and its sidecar."""
-    import onnx
 
-    model = onnx.load(str(onnx_path))
+def front_end_nodes(model) -> list[str]:
+    """Names of the audio front-end's nodes (waveform -> log-mel) in an ONNX from `ddavs-rt export`.
+
+    The front-end stays fp32 in every precision: in fp16 its decibel floor (1e-10) is 0 and a
+    full-scale tone's power spectrum passes 65504, so silence gives -inf and a loud tone NaN."""
+    names = []
+    for node in model.graph.node:
+        for prop in node.metadata_props:
+            if prop.key == "pkg.torch.onnx.class_hierarchy" and FRONT_END_CLASS in prop.value:
+                names.append(node.name)
+                break
+    return names
+
+
+def _float16_module():
     try:
         from onnxconverter_common import float16  # optional
 
-        tool = "onnxconverter-common"
+        return float16, "onnxconverter-common"
     except ImportError:
         from onnxruntime.transformers import float16
 
-        tool = "onnxruntime.transformers.float16"
-    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        return float16, "onnxruntime.transformers.float16"
+
+
+def fp16_model(model, keep_qdq: bool = False):
+    """An fp16 copy of an fp32 (or Q/DQ int8) ONNX model: inputs and outputs keep their types, the
+    audio front-end stays fp32, and with `keep_qdq` the Q/DQ nodes stay fp32 too (fp16 everywhere
+    outside them: the strongly typed int8 build). Returns (model, converter name)."""
+    float16, tool = _float16_module()
+    keep = front_end_nodes(model)
+    if not keep:
+        raise CheckpointError("no audio front-end nodes found in this ONNX (export it with `ddavs-rt export`): "
+                              "converting it to fp16 whole would make silence -inf")
+    op_block = list(float16.DEFAULT_OP_BLOCK_LIST) + (list(QDQ_OPS) if keep_qdq else [])
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, op_block_list=op_block)
+    drop_fp16_round_trips(converted, tuple(keep) + tuple(op_block))
+    return converted, tool
+
+
+def drop_fp16_round_trips(model, kept_ops: list[str] | tuple[str, ...] = ()) -> int:
+    """Remove fp32 -> fp16 -> fp32 Cast pairs: the converter casts every kept-fp32 node's output to
+    fp16 and back before the next kept node, which would round the front-end's power spectrum
+    and decibel floor through fp16 after all. A consumer of such a pair reads the fp32 tensor
+    directly; the fp16 cast stays only where an fp16 node reads it. An fp32 tensor is a graph
+    input, an initializer or a Cast-to-float output of type float, or any output of a node the
+    converter kept (it casts only float tensors). Returns the pairs removed."""
+    import onnx
+
+    graph = model.graph
+    float32, float16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    fp32 = {t.name for t in graph.initializer if t.data_type == float32}
+    fp32 |= {v.name for v in graph.input if v.type.tensor_type.elem_type == float32}
+    cast_to = {}
+    for node in graph.node:
+        if node.op_type == "Cast":
+            cast_to[node.output[0]] = (node, next(a.i for a in node.attribute if a.name == "to"))
+        elif node.op_type in kept_ops or node.name in kept_ops:
+            fp32.update(node.output)
+    fp32 |= {name for name, (_, to) in cast_to.items() if to == float32}
+    renamed: dict[str, str] = {}
+    dropped = []
+    for node in graph.node:
+        if node.op_type != "Cast" or cast_to[node.output[0]][1] != float32:
+            continue
+        source = cast_to.get(node.input[0])
+        if source is None or source[1] != float16 or source[0].input[0] not in fp32:
+            continue
+        renamed[node.output[0]] = source[0].input[0]
+        dropped.append(node)
+    outputs = {v.name for v in graph.output}
+    dropped = [node for node in dropped if node.output[0] not in outputs]
+    if not dropped:
+        return 0
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    for node in dropped:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input} | outputs
+    for node in [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in used]:
+        graph.node.remove(node)  # an fp16 cast no fp16 node reads any more
+    return len(dropped)
+
+
+def convert_onnx_to_fp16(onnx_path: Path, out_path: Path, keep_qdq: bool | None = None) -> tuple[Path, str]:
+    """Write an fp16 copy of an fp32 or Q/DQ ONNX (see `fp16_model`) and its sidecar (precision
+    fp16, or int8 for a Q/DQ source; `source_onnx_sha256` names the source)."""
+    import onnx
+
+    sidecar = read_onnx_sidecar(onnx_path)
+    if keep_qdq is None:
+        keep_qdq = sidecar.precision == "int8"
+    converted, tool = fp16_model(onnx.load(str(onnx_path)), keep_qdq=keep_qdq)
     with atomic_path(out_path) as tmp:
         onnx.save(converted, str(tmp))
-    sidecar = read_onnx_sidecar(onnx_path).model_copy(
-        update={"precision": "fp16", "source_onnx_sha256": sha256_file(onnx_path), "exporter": f"{tool} from {onnx_path.name}"}
-    )
-    write_sidecar(out_path, sidecar)
-    log.info("converted %s to fp16 with %s -> %s", onnx_path.name, tool, out_path)
+    precision = "int8" if keep_qdq else "fp16"
+    write_sidecar(out_path, sidecar.model_copy(update={
+        "precision": precision, "source_onnx_sha256": sha256_file(onnx_path),
+        "exporter": f"{sidecar.exporter}; {tool} fp16 from {onnx_path.name} (front-end{' and Q/DQ' if keep_qdq else ''} fp32)",
+    }))
+    log.info("converted %s to fp16 with %s (front-end%s kept fp32) -> %s", onnx_path.name, tool,
+             " and Q/DQ" if keep_qdq else "", out_path)
     return out_path, tool
 
 

@@ -1,23 +1,44 @@
-"""Every model config under configs/model/ exports (random weights) to a graph that follows the
-documented rules of TensorRT's ONNX parser (ddavs_rt.engine.trt_ops): the export itself refuses a
-graph that breaks them, and the written file is checked again here, uint8 rule included.
+"""Every model config under configs/model/ (random weights), on the paths a GPU would take:
+
+- the exported graph follows the documented rules of TensorRT's ONNX parser
+  (ddavs_rt.engine.trt_ops; the export itself refuses a graph that breaks them);
+- fp16: torch autocast, torch `.half()`, and the ONNX fp16 conversion the TensorRT build uses
+  (`ddavs_rt.calibration.tensorrt_build.fp16_model`, run here in ONNX Runtime) all give finite
+  logits on silence, a full-scale 1 kHz tone and full-scale noise, and agree with fp32 on SynthAVS
+  clips within the tolerances below.
+
+Tolerances (fp16 against fp32 logits on SynthAVS frames + audio): the largest difference at most
+FP16_REL of the fp32 logits' range (max - min), and the sign (the mask) the same on at least
+FP16_MASK of the pixels whose fp32 logit is not within 2% of the range of zero. Random weights
+give logits with little margin, so the mask test skips pixels sitting on the threshold.
 
 The B5 configs are large (an export takes minutes on 2 cores): marked slow."""
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
+from ddavs_rt.calibration.clips import clip_samples, find_clips
+from ddavs_rt.calibration.tensorrt_build import fp16_model, front_end_nodes
+from ddavs_rt.config import ModelConfig, load_config
 from ddavs_rt.engine.export import export_checkpoint
 from ddavs_rt.engine.random_weights import write_random_checkpoint
 from ddavs_rt.engine.trt_ops import tensorrt_problems
+from ddavs_rt.model.checkpoint import load_checkpoint
+from ddavs_rt.synth.writer import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "model").rglob("*.yaml"))
+FP16_REL = {"autocast": 0.02, "half": 0.05, "onnx": 0.02}
+FP16_MASK = 0.98
 
 
 def _param(path: Path):
@@ -25,21 +46,86 @@ def _param(path: Path):
     return pytest.param(path, id=str(path.relative_to(ROOT / "configs" / "model")), marks=marks)
 
 
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthavs")
+    write_dataset(root, clips=2, seed=11)
+    return root
+
+
+def stress_audio(samples: int, rate: int) -> np.ndarray:
+    """Silence, a full-scale 1 kHz tone, full-scale uniform noise: [3, samples] float32."""
+    t = np.arange(samples) / rate
+    noise = np.random.default_rng(5).uniform(-1, 1, samples)
+    return np.stack([np.zeros(samples), np.sin(2 * math.pi * 1000 * t), noise]).astype(np.float32)
+
+
+def inputs(cfg: ModelConfig, synth_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(SynthAVS frames, SynthAVS audio) of 4 samples, and (frames, stress audio) of 3."""
+    samples = [s for clip in find_clips(synth_root) for s in list(clip_samples(clip, cfg.input_size, cfg.sample_rate, cfg.window_samples))[::3]][:4]
+    frames, audio = map(np.stack, zip(*samples))
+    return frames, audio, frames[:3], stress_audio(cfg.window_samples, cfg.sample_rate)
+
+
+def assert_agrees(got: np.ndarray, ref: np.ndarray, rel: float, what: str) -> None:
+    assert np.isfinite(got).all(), f"{what}: non-finite logits"
+    span = float(ref.max() - ref.min())
+    assert span > 0, f"{what}: fp32 logits are constant"
+    worst = float(np.abs(got - ref).max())
+    assert worst <= rel * span, f"{what}: max |fp16 - fp32| {worst:.4g} > {rel} x range {span:.4g}"
+    decided = np.abs(ref) > 0.02 * span
+    if decided.sum() > 100:
+        same = float(((got > 0) == (ref > 0))[decided].mean())
+        assert same >= FP16_MASK, f"{what}: mask agreement {same:.4f} < {FP16_MASK}"
+
+
 def test_every_config_is_listed():
     assert len(CONFIGS) >= 16 and any("htsat" in p.stem for p in CONFIGS)
 
 
 @pytest.mark.parametrize("config", [_param(p) for p in CONFIGS])
-def test_exported_graph_follows_tensorrts_parser_rules(config, tmp_path):
+def test_config_on_the_gpu_paths(config, tmp_path, synth_root):
     torch.set_num_threads(1)
     checkpoint = write_random_checkpoint(config, tmp_path / "ckpt", seed=0)
-    out = export_checkpoint(checkpoint, tmp_path / "m.onnx", batch=(1, 2))  # refuses a graph that breaks the rules
-    model = onnx.load(str(out))
-    assert tensorrt_problems(model) == []
-    graph = onnx.shape_inference.infer_shapes(model).graph
+    model, cfg = load_checkpoint(checkpoint)
+    model = model.eval()
+    frames, audio, stress_frames, stress = inputs(cfg, synth_root)
+
+    # --- the exported graph follows TensorRT's parser rules (the export refuses otherwise)
+    out = export_checkpoint(checkpoint, tmp_path / "m.onnx", batch=(1, 4))  # refuses a graph that breaks the rules
+    proto = onnx.load(str(out))
+    assert tensorrt_problems(proto) == []
+    graph = onnx.shape_inference.infer_shapes(proto).graph
     outputs = {v.name for v in graph.output}
     types = {v.name: v.type.tensor_type.elem_type for v in graph.value_info}
     made = [name for node in graph.node for name in node.output if name and name not in outputs]
     assert len(made) > 50 and sum(name in types for name in made) > 0.9 * len(made)  # the types were seen
     assert [n.op_type for n in graph.node if "frames" in n.input] == ["Cast"]
     assert not [name for name in made if types.get(name) == onnx.TensorProto.UINT8]
+
+    # --- torch fp16: autocast and .half()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(frames), torch.from_numpy(audio)).numpy()
+        ref_stress = model(torch.from_numpy(stress_frames), torch.from_numpy(stress)).numpy()
+        assert np.isfinite(ref_stress).all()
+        with torch.autocast("cpu", dtype=torch.float16):
+            auto = model(torch.from_numpy(frames), torch.from_numpy(audio)).float().numpy()
+            auto_stress = model(torch.from_numpy(stress_frames), torch.from_numpy(stress)).float().numpy()
+        half_model = copy.deepcopy(model).half()
+        half = half_model(torch.from_numpy(frames), torch.from_numpy(audio).half()).float().numpy()
+        half_stress = half_model(torch.from_numpy(stress_frames), torch.from_numpy(stress).half()).float().numpy()
+    assert_agrees(auto, ref, FP16_REL["autocast"], "autocast fp16")
+    assert_agrees(half, ref, FP16_REL["half"], ".half()")
+    assert np.isfinite(auto_stress).all() and np.isfinite(half_stress).all()
+
+    # --- the ONNX fp16 conversion of the TensorRT build, run in ONNX Runtime
+    assert front_end_nodes(proto)
+    converted, _ = fp16_model(proto)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(converted.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    onnx16 = session.run(None, {"frames": frames, "audio": audio})[0]
+    onnx16_stress = session.run(None, {"frames": stress_frames, "audio": stress})[0]
+    assert_agrees(onnx16, ref, FP16_REL["onnx"], "ONNX fp16")
+    assert np.isfinite(onnx16_stress).all()

@@ -24,7 +24,8 @@ class FramePreprocess(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         # Cast first: a permute of the uint8 input would leave a uint8 Transpose output inside the
         # exported graph, which TensorRT's ONNX parser refuses (uint8 only as graph input/output).
-        x = frames.to(torch.float32).permute(0, 3, 1, 2)  # [B, H, W, 3] -> [B, 3, H, W]
+        # The buffers' dtype: float32, or float16 in a .half() model.
+        x = frames.to(self.pixel_mean.dtype).permute(0, 3, 1, 2)  # [B, H, W, 3] -> [B, 3, H, W]
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 

@@ -170,6 +170,33 @@ class LogMel(nn.Module):
         if input_rate != cfg.sample_rate:
             log.debug("front-end resamples %d Hz -> %d Hz in the graph", input_rate, cfg.sample_rate)
 
+    def __call__(self, waveform: Tensor) -> Tensor:
+        """The front-end computes in fp32 in every precision: under autocast (training AMP, the
+        torch backend's fp16) autocast is off inside it, and in a `.half()` model its fixed bases
+        stay fp32 (`_apply`). In fp16 the decibel floor `amin` = 1e-10 is 0 (silence gives -inf)
+        and the power spectrum of a full-scale tone reaches 65504 (inf, then NaN). The log-mel
+        goes back in the waveform's dtype: decibels fit fp16 easily."""
+        dtype = waveform.dtype
+        if dtype == torch.float32 and not torch.is_autocast_enabled(waveform.device.type):
+            return super().__call__(waveform)  # plain fp32 (and every export): nothing to do
+        with torch.autocast(waveform.device.type, enabled=False):
+            out = super().__call__(waveform.float())
+        return out.to(dtype)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """`.half()`, `.bfloat16()`, `.to(dtype)` leave the fixed fp32 bases (DFT, mel, resampler
+        kernels) fp32: rounded to fp16 they would raise the spectral floor by ~40 dB. Device moves
+        apply as usual."""
+        before = dict(self.named_buffers())
+        super()._apply(fn, recurse)
+        for name, old in before.items():
+            path, _, attr = name.rpartition(".")
+            owner = self.get_submodule(path) if path else self
+            new = getattr(owner, attr)
+            if new.dtype != old.dtype:
+                setattr(owner, attr, old.to(new.device))
+        return self
+
     def num_frames(self, num_samples: int) -> int:
         """Frames T produced for an input of `num_samples` samples at the input rate."""
         if self.resampler is not None:

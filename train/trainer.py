@@ -39,6 +39,7 @@ from ddavs_rt.errors import CheckpointError, ConfigError, DataError
 from ddavs_rt.model.checkpoint import WEIGHTS_FILE, save_checkpoint
 from ddavs_rt.model.ddavs import DDAVS, build_model
 
+from .amp import amp_dtype, load_scaler_state, mean_across_ranks, process_group_options
 from .augment import WaveAugment
 from .datasets import ClipDataset, SampledFrames, collate_clips, open_dataset
 from .evaluate import evaluate_model
@@ -182,11 +183,11 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.device = torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(**process_group_options(self.device.type, self.local_rank))
         self.is_main = self.rank == 0
         seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
@@ -235,8 +236,7 @@ class Trainer:
         total = cfg.epochs * self.steps_per_epoch
         self.optimizer = build_optimizer(self.net, cfg.lr, cfg.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, total, int(round(cfg.warmup_epochs * self.steps_per_epoch)))
-        amp = cfg.amp and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+        self.amp_dtype = amp_dtype(cfg.amp, self.device.type)  # bf16 only where the GPU has it natively
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.epoch = 0
@@ -311,7 +311,7 @@ class Trainer:
             raise CheckpointError(f"{folder} was written by {state['world']} process(es), this run has {self.world}; resume with the same number")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        load_scaler_state(self.scaler, state.get("scaler"))  # a run saved without one starts a fresh one
         self.aug_generator.set_state(state["aug_generator"])
         set_rng_state(state["rng"])
         if self.cfg.stage == "audio":
@@ -414,7 +414,7 @@ class Trainer:
             self.epoch += 1
             self.position = 0
             row = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.monotonic() - start, 3)}
-            row.update({key: value / max(1, count) for key, value in sums.items()})
+            row.update(mean_across_ranks(sums, count, self.device))  # every rank's batches, not rank 0's
             if self.is_main:
                 row.update(self._validate())
                 self.history.append(row)

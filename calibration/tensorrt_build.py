@@ -83,11 +83,28 @@ def save_timing_cache_bytes(cache_path: str | Path, data: bytes, key: dict[str, 
     atomic_write_text(timing_cache_key_path(cache_path), json.dumps(key, indent=2) + "\n")
 
 
-def precision_plan(precision: str, onnx_precision: str, trt_major: int) -> dict[str, Any]:
+STRONGLY_TYPED_SINCE = (10, 12)  # the FP16/INT8 builder flags are deprecated from here (11: removed)
+
+
+def tensorrt_version_tuple(version: str | int) -> tuple[int, int]:
+    """'10.12.0.36' -> (10, 12); a bare major (10) -> (10, 0)."""
+    if isinstance(version, int):
+        return version, 0
+    parts = [int(p) for p in str(version).split(".")[:2] if p.isdigit()]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
+def precision_plan(precision: str, onnx_precision: str, trt_version: str | int) -> dict[str, Any]:
     """What the build must do for a requested precision, given the ONNX's own precision.
 
-    Returns {"strongly_typed": bool, "flags": [BuilderFlag names], "convert_fp16": bool}.
-    Raises ConfigError for combinations that cannot work (e.g. int8 from a graph without Q/DQ).
+    TensorRT 10.12+ and 11 build strongly typed networks (the graph carries the precision): fp16
+    from an fp32 ONNX converts it to fp16 first (front-end fp32), and int8 converts the Q/DQ ONNX
+    to fp16 everywhere outside the Q/DQ nodes, so layers that are not quantized run fp16, not fp32.
+    TensorRT 10.0-10.11 build with precision flags and pin the front-end's layers to fp32.
+
+    Returns {"strongly_typed", "flags": [BuilderFlag names], "convert_fp16", "keep_qdq",
+    "fp32_front_end"}. Raises ConfigError for combinations that cannot work (e.g. int8 from a
+    graph without Q/DQ).
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise ConfigError(f"--precision must be fp32, fp16 or int8, not {precision!r}")
@@ -100,10 +117,15 @@ def precision_plan(precision: str, onnx_precision: str, trt_major: int) -> dict[
         raise ConfigError(f"this ONNX is int8 (Q/DQ); build it with --precision int8, or use the fp32 export for {precision}")
     if precision == "fp32" and onnx_precision == "fp16":
         raise ConfigError("this ONNX is fp16; build it with --precision fp16, or use the fp32 export for fp32")
-    if trt_major >= 11:  # strongly typed: the graph carries the precision
-        return {"strongly_typed": True, "flags": [], "convert_fp16": precision == "fp16" and onnx_precision == "fp32"}
+    if tensorrt_version_tuple(trt_version) >= STRONGLY_TYPED_SINCE:
+        convert = precision in ("fp16", "int8") and onnx_precision in ("fp32", "int8")
+        return {"strongly_typed": True, "flags": [], "convert_fp16": convert, "keep_qdq": precision == "int8",
+                "fp32_front_end": False}
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[precision]
-    return {"strongly_typed": False, "flags": flags, "convert_fp16": False}
+    if flags:
+        flags = flags + ["OBEY_PRECISION_CONSTRAINTS"]  # the front-end layers pinned to fp32
+    return {"strongly_typed": False, "flags": flags, "convert_fp16": False, "keep_qdq": False,
+            "fp32_front_end": bool(flags)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +173,9 @@ def fp16_model(model, keep_qdq: bool = False):
     op_block = list(float16.DEFAULT_OP_BLOCK_LIST) + (list(QDQ_OPS) if keep_qdq else [])
     converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, op_block_list=op_block)
     drop_fp16_round_trips(converted, tuple(keep) + tuple(op_block))
+    from ddavs_rt.engine.export import sort_topologically
+
+    sort_topologically(converted.graph)  # the converter appends its Casts at the end
     return converted, tool
 
 
@@ -244,10 +269,15 @@ def build_engine(
     if precision == "int8" and calib_data is not None:
         onnx_path = _calibrate_first(onnx_path, Path(calib_data))
     sidecar = read_onnx_sidecar(onnx_path)
-    major = tensorrt_major(trt.__version__)
-    plan = precision_plan(precision, sidecar.precision, major)
+    plan = precision_plan(precision, sidecar.precision, trt.__version__)
+    front_end: list[str] = []
+    if plan["fp32_front_end"]:
+        import onnx
+
+        front_end = front_end_nodes(onnx.load(str(onnx_path), load_external_data=False))
     if plan["convert_fp16"]:
-        onnx_path, _ = convert_onnx_to_fp16(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"))
+        onnx_path, _ = convert_onnx_to_fp16(onnx_path, onnx_path.with_name(onnx_path.stem + ".fp16.onnx"),
+                                            keep_qdq=plan["keep_qdq"])
         sidecar = read_onnx_sidecar(onnx_path)
     out = Path(out) if out else default_engine_path(onnx_path, sidecar, gpu_name, precision)
     bmin, bmax = sidecar.batch_min, sidecar.batch_max
@@ -267,6 +297,9 @@ def build_engine(
     config = builder.create_builder_config()
     for flag in plan["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    if front_end:
+        pinned = pin_layers_fp32(trt, network, set(front_end))
+        log.info("%d audio front-end layers pinned to fp32", pinned)
     if workspace_gib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     _add_profile(builder, config, network, bmin, bopt, bmax)
@@ -291,6 +324,21 @@ def build_engine(
         save_timing_cache_bytes(timing_cache, bytes(config.get_timing_cache().serialize()), key)
     log.info("wrote %s", out)
     return out
+
+
+def pin_layers_fp32(trt, network, names: set[str]) -> int:
+    """Run the layers the ONNX parser made from these nodes (layer name = node name) in fp32 (a
+    weakly typed fp16/int8 build with OBEY_PRECISION_CONSTRAINTS). Returns how many were pinned."""
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name in names or layer.name.split(" ")[0] in names:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                if layer.get_output(j).dtype in (trt.float32, trt.float16):
+                    layer.set_output_type(j, trt.float32)
+            pinned += 1
+    return pinned
 
 
 def _add_profile(builder, config, network, bmin: int, bopt: int, bmax: int) -> None:

@@ -93,17 +93,106 @@ def test_timing_cache_is_reused_only_when_its_key_matches(tmp_path):
     assert load_timing_cache_bytes(None, key) == b""
 
 
-def test_precision_plans_for_tensorrt_10_and_11():
-    assert precision_plan("fp16", "fp32", 10) == {"strongly_typed": False, "flags": ["FP16"], "convert_fp16": False}
-    assert precision_plan("int8", "int8", 10)["flags"] == ["INT8", "FP16"]
-    assert precision_plan("fp32", "fp32", 10)["flags"] == []
-    assert precision_plan("fp16", "fp32", 11) == {"strongly_typed": True, "flags": [], "convert_fp16": True}
-    assert precision_plan("fp16", "fp16", 11)["convert_fp16"] is False
-    assert precision_plan("int8", "int8", 11) == {"strongly_typed": True, "flags": [], "convert_fp16": False}
+def test_precision_plans_by_tensorrt_version():
+    weak = precision_plan("fp16", "fp32", "10.11.0.33")  # flags; the front-end layers pinned to fp32
+    assert weak == {"strongly_typed": False, "flags": ["FP16", "OBEY_PRECISION_CONSTRAINTS"], "convert_fp16": False,
+                    "keep_qdq": False, "fp32_front_end": True}
+    assert precision_plan("int8", "int8", 10)["flags"] == ["INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"]
+    assert precision_plan("fp32", "fp32", "10.0.1")["flags"] == []
+    # 10.12+: FP16/INT8 flags deprecated, strongly typed; 11: strongly typed only
+    for version in ("10.12.0.36", "10.16.0", "11.0.0", "11.1"):
+        assert precision_plan("fp16", "fp32", version) == {"strongly_typed": True, "flags": [], "convert_fp16": True,
+                                                            "keep_qdq": False, "fp32_front_end": False}
+        int8 = precision_plan("int8", "int8", version)  # fp16 outside the Q/DQ nodes, not fp32
+        assert int8["strongly_typed"] and int8["convert_fp16"] and int8["keep_qdq"]
+        assert precision_plan("fp16", "fp16", version)["convert_fp16"] is False
+        assert precision_plan("fp32", "fp32", version)["convert_fp16"] is False
     with pytest.raises(ConfigError, match="ddavs-rt calibrate"):
         precision_plan("int8", "fp32", 10)
     with pytest.raises(ConfigError, match="--precision int8"):
         precision_plan("fp16", "int8", 11)
+
+
+class _FakeTensor:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class _FakeLayer:
+    def __init__(self, name, dtypes):
+        self.name, self.precision, self._outputs, self.set_types = name, None, [_FakeTensor(d) for d in dtypes], {}
+
+    @property
+    def num_outputs(self):
+        return len(self._outputs)
+
+    def get_output(self, index):
+        return self._outputs[index]
+
+    def set_output_type(self, index, dtype):
+        self.set_types[index] = dtype
+
+
+def test_weakly_typed_builds_pin_the_front_end_layers_to_fp32():
+    """A test double of the `tensorrt` module and its network (TensorRT is not installable here)."""
+    from types import SimpleNamespace
+
+    from ddavs_rt.calibration.tensorrt_build import pin_layers_fp32
+
+    trt = SimpleNamespace(float32="f32", float16="f16", int64="i64")
+    layers = [_FakeLayer("node_Conv_64", ["f16"]), _FakeLayer("node_Shape_3", ["i64"]), _FakeLayer("node_MatMul_9", ["f16"])]
+    network = SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
+    assert pin_layers_fp32(trt, network, {"node_Conv_64", "node_Shape_3"}) == 2
+    assert layers[0].precision == "f32" and layers[0].set_types == {0: "f32"}
+    assert layers[1].precision == "f32" and layers[1].set_types == {}  # an int64 output keeps its type
+    assert layers[2].precision is None  # not the front-end
+
+
+def test_int8_qdq_graph_to_fp16_keeps_the_qdq_nodes_and_the_front_end_fp32():
+    """The strongly typed int8 build's ONNX: fp16 everywhere outside the Q/DQ nodes (and the
+    audio front-end), on a small Q/DQ graph built by hand, run in ONNX Runtime."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ddavs_rt.calibration.tensorrt_build import fp16_model
+
+    rng = np.random.default_rng(0)
+    weight = np.clip(np.round(rng.normal(0, 40, (4, 2, 3, 3))), -127, 127).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "x_scale"),
+             numpy_helper.from_array(np.array(0, np.int8), "x_zero"),
+             numpy_helper.from_array(weight, "w_q"),
+             numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_scale"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "w_zero"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "bias")]
+    front = helper.make_node("Mul", ["x", "two"], ["f"], name="front_mul")
+    front.metadata_props.add(key="pkg.torch.onnx.class_hierarchy", value="['m', 'ddavs_rt.model.frontend.LogMel', 'aten.mul']")
+    nodes = [front,
+             helper.make_node("QuantizeLinear", ["f", "x_scale", "x_zero"], ["fq"], name="q"),
+             helper.make_node("DequantizeLinear", ["fq", "x_scale", "x_zero"], ["fd"], name="dq"),
+             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], name="w_dq", axis=0),
+             helper.make_node("Conv", ["fd", "w", "bias"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    converted, _ = fp16_model(model, keep_qdq=True)
+    onnx.checker.check_model(converted)
+    types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(converted).graph.value_info}
+    by_name = {n.name: n for n in converted.graph.node}
+    assert {"q", "dq", "w_dq", "front_mul"} <= set(by_name)  # Q/DQ kept, not folded away
+    assert types[by_name["dq"].output[0]] == TensorProto.FLOAT and types[by_name["front_mul"].output[0]] == TensorProto.FLOAT
+    conv_in = by_name["conv"].input[0]
+    assert types[conv_in] == TensorProto.FLOAT16 and types[by_name["conv"].output[0]] == TensorProto.FLOAT16
+
+    x = rng.normal(0, 0.5, (1, 2, 6, 6)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    ref, got = run(model), run(converted)
+    assert np.abs(got - ref).max() <= 0.01 * (np.abs(ref).max() + 1e-6)
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")

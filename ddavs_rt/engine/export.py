@@ -73,11 +73,11 @@ def move_shape_reads_off_uint8_inputs(model) -> int:
             node.input[0] = casts[node.input[0]]
             moved += 1
     if moved:  # a Cast now feeds nodes placed before it: restore the topological order
-        _sort_topologically(model.graph)
+        sort_topologically(model.graph)
     return moved
 
 
-def _sort_topologically(graph) -> None:
+def sort_topologically(graph) -> None:
     ready = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {""}
     pending = list(graph.node)
     ordered = []

@@ -326,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/faults.py needs the GStreamer RTSP server: {reason}", file=sys.stderr)
         return 2
     from ddavs_rt.engine.machine import describe_machine
-    from ddavs_rt.runtime.cli import SHIPPED_MODEL, cached_onnx_export
+    from ddavs_rt.engine import choose_engine
+    from ddavs_rt.runtime.cli import SHIPPED_MODEL
 
     engine = Path(args.engine) if args.engine else None
     if engine is None:
-        engine = cached_onnx_export(SHIPPED_MODEL) if args.backend == "onnxruntime" else SHIPPED_MODEL
-        if engine is None:
-            engine, args.backend = SHIPPED_MODEL, "torch"
+        engine = SHIPPED_MODEL
+        if args.backend == "onnxruntime":  # the shipped model's cached ONNX export (made once if missing)
+            choice = choose_engine(SHIPPED_MODEL, "auto:fp32", "cpu")
+            engine = choice.target if choice.backend == "onnxruntime" else SHIPPED_MODEL
+        if engine == SHIPPED_MODEL:
+            args.backend = "torch"
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
     import tempfile
 

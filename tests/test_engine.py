@@ -45,15 +45,18 @@ def test_auto_picks_torch_for_a_bare_checkpoint_then_onnxruntime_once_exported(b
     checkpoint, onnx_path = built
     bare = shutil.copytree(checkpoint, tmp_path / "ckpt")
     caplog.set_level(logging.INFO, logger="ddavs_rt.engine.open")
-    engine = open_engine(bare, device="cpu")
+    engine = open_engine(bare, device="cpu", export=False, cache=tmp_path / "cache")
     assert engine.spec.backend == "torch" and engine.spec.precision == "fp32"
     assert "backend auto -> torch" in caplog.text
-    # an export made from this checkpoint, beside it, is found by checksum (not by name)
+    # an export made from this checkpoint, beside it, is found by model_id (not by name), and said so
     shutil.copy(onnx_path, bare / "whatever.onnx")
     shutil.copy(sidecar_path(onnx_path), sidecar_path(bare / "whatever.onnx"))
-    engine = open_engine(bare, device="cpu")
+    caplog.clear()
+    engine = open_engine(bare, device="cpu", export=False, cache=tmp_path / "cache")
     assert engine.spec.backend == "onnxruntime"
     assert engine.path == bare / "whatever.onnx"
+    assert engine.choice.named is False and "whatever.onnx" in engine.choice.reason
+    assert any(r.levelno == logging.WARNING and "whatever.onnx" in r.getMessage() for r in caplog.records)
 
 
 def test_an_export_of_another_checkpoint_is_not_picked(built, tmp_path):
@@ -61,9 +64,9 @@ def test_an_export_of_another_checkpoint_is_not_picked(built, tmp_path):
     other = write_random_checkpoint(TINY, tmp_path / "other", seed=99)
     shutil.copy(onnx_path, other / "tiny.onnx")
     shutil.copy(sidecar_path(onnx_path), sidecar_path(other / "tiny.onnx"))
-    assert open_engine(other, device="cpu").spec.backend == "torch"
+    assert open_engine(other, device="cpu", export=False, cache=tmp_path / "cache").spec.backend == "torch"
     with pytest.raises(CheckpointError, match="ddavs-rt export --checkpoint"):
-        open_engine(other, backend="onnxruntime", device="cpu")
+        open_engine(other, backend="onnxruntime", device="cpu", cache=tmp_path / "cache")
 
 
 def test_spec_describes_the_model(built):

@@ -249,18 +249,6 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(arguments: list[str], expected
     assert len(errors) == 1 and expected in errors[0], result.stderr
 
 
-def test_auto_backend_exports_a_checkpoint_once_and_reuses_it(checkpoint: Path, tmp_path: Path) -> None:
-    from ddavs_rt.runtime.cli import cached_onnx_export
-
-    first = cached_onnx_export(checkpoint, tmp_path / "cache")
-    assert first is not None and first.is_file() and first.with_name(first.name + ".json").is_file()
-    stamp = first.stat().st_mtime_ns
-    again = cached_onnx_export(checkpoint, tmp_path / "cache")
-    assert again == first and again.stat().st_mtime_ns == stamp  # reused, not exported again
-    engine = open_engine(first, backend="onnxruntime")
-    assert engine.spec.backend == "onnxruntime"
-
-
 @pytest.mark.parametrize("variant", ["ddeseg", "sdavs"])
 def test_demo_runs_the_comparison_variants_from_their_config_alone(variant: str, tmp_path: Path) -> None:
     from ddavs_rt.engine.random_weights import write_random_checkpoint

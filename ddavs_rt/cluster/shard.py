@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from ddavs_rt.config import RuntimeConfig
@@ -119,18 +118,13 @@ def run_shard(spec: ShardSpec) -> ShardResult:
 def _open_runtime(spec: ShardSpec):
     from ddavs_rt.engine import open_engine
     from ddavs_rt.publish.proxy import HopPublisher
-    from ddavs_rt.runtime.cli import cached_onnx_export, resolve_engine_path
+    from ddavs_rt.runtime.cli import resolve_engine_path
     from ddavs_rt.runtime.runner import Runtime
 
     config = spec.config.model_copy(update={"metrics": None, "curve_keys": None})
-    # the same engine choice as `ddavs-rt` on one machine, made on this worker
-    path, backend = resolve_engine_path(config), config.backend
-    if backend == "auto" and Path(path).is_dir():
-        exported = cached_onnx_export(Path(path))
-        if exported is not None:
-            path, backend = exported, "onnxruntime"
+    # the same engine choice as `ddavs-rt` on one machine (ddavs_rt.engine.open), made on this worker
     options = {} if spec.engine_threads is None else {"threads": spec.engine_threads}
-    engine = open_engine(path, backend=backend, **options)
+    engine = open_engine(resolve_engine_path(config), backend=config.backend, **options)
 
     def open_publisher() -> HopPublisher:  # called on the scheduler thread, which owns the socket
         return HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)

@@ -12,13 +12,14 @@ benchmark) use only the names below; nothing here imports calibration, synth or 
 
 from ddavs_rt.engine.base import Engine, EngineSpec, resize_frames
 from ddavs_rt.engine.machine import describe_machine, machine_slug, physical_cores
-from ddavs_rt.engine.open import BACKENDS, open_engine
+from ddavs_rt.engine.identity import ModelIdentity, checkpoint_identity
+from ddavs_rt.engine.open import BACKENDS, EngineChoice, choose_engine, open_engine
 from ddavs_rt.engine.sidecar import (
     OnnxSidecar, TensorInfo, TensorRTSidecar, read_onnx_sidecar, read_tensorrt_sidecar, sidecar_path, write_sidecar,
 )
 
 __all__ = [
-    "BACKENDS", "Engine", "EngineSpec", "OnnxSidecar", "TensorInfo", "TensorRTSidecar", "describe_machine",
+    "BACKENDS", "Engine", "EngineChoice", "EngineSpec", "ModelIdentity", "checkpoint_identity", "choose_engine", "OnnxSidecar", "TensorInfo", "TensorRTSidecar", "describe_machine",
     "machine_slug", "open_engine", "physical_cores", "read_onnx_sidecar", "read_tensorrt_sidecar", "resize_frames",
     "sidecar_path", "write_sidecar",
 ]

@@ -33,8 +33,8 @@ class EngineSpec:
     batch_min: int
     batch_max: int
     model_id: str
-    precision: str  # fp32 | fp16 | int8
-    backend: str  # torch | onnxruntime | tensorrt
+    precision: str  # fp32 | fp16 | bf16 | int8
+    backend: str  # torch | onnxruntime | openvino | tensorrt
     device: str  # cpu | cuda:0 | ...
 
     @classmethod
@@ -53,6 +53,7 @@ class Engine:
     """Base of the three backends; subclasses set `spec` and implement `_run`."""
 
     spec: EngineSpec
+    choice = None  # the EngineChoice that open_engine made (backend, file, why); None when built directly
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """frames uint8 [B, H, W, 3] RGB, audio float32 [B, S] -> logits float32 [B, K, h, w].

@@ -24,10 +24,9 @@ import logging
 import re
 from pathlib import Path
 
-from ddavs_rt.atomic import atomic_path, sha256_file
-from ddavs_rt.config import dump_config
+from ddavs_rt.atomic import atomic_path
 from ddavs_rt.engine.sidecar import OnnxSidecar, TensorInfo, sidecar_path, write_sidecar
-from ddavs_rt.engine.torch_backend import model_id_for
+from ddavs_rt.engine.identity import checkpoint_identity, read_config_dict
 from ddavs_rt.engine.trt_ops import problems_line, tensorrt_problems
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
@@ -160,15 +159,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, batch: tuple[int,
         onnx.checker.check_model(str(tmp))
 
     log.info("[5/5] writing %s", sidecar_path(out))
-    checkpoint_sha = sha256_file(weights)
-    bank_file = folder / "bank.safetensors"
+    identity = checkpoint_identity(folder)
     batch_name: int | str = "batch" if bmax > bmin else bmin
     k = cfg.decoder.num_classes
     write_sidecar(out, OnnxSidecar(
-        model_id=model_id_for(cfg.name, checkpoint_sha),
-        config=dump_config(cfg),
-        checkpoint_sha256=checkpoint_sha,
-        bank_sha256=sha256_file(bank_file) if bank_file.is_file() else None,
+        model_id=identity.model_id,
+        config=read_config_dict(folder),  # as stored: its checksum is part of model_id
+        checkpoint_sha256=identity.weights_sha256,
+        bank_sha256=identity.bank_sha256,
+        config_sha256=identity.config_sha256,
         opset=opset,
         inputs=[TensorInfo(name="frames", dtype="uint8", shape=[batch_name, size, size, 3]),
                 TensorInfo(name="audio", dtype="float32", shape=[batch_name, samples])],

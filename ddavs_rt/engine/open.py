@@ -1,23 +1,36 @@
-"""`open_engine`: one entry point for the three backends, and the `auto` choice between them.
+"""`open_engine`: one entry point for every backend, and `choose_engine`, the one `auto` policy.
 
 `path` may be
-  - a checkpoint folder (config.json, model.safetensors): the torch backend, or an exported
-    `.onnx` / built TensorRT engine found in the folder (or beside it) made from that checkpoint;
-  - an `.onnx` file with its sidecar: onnxruntime, or a TensorRT engine built from that file;
-  - a TensorRT engine file (`.engine`, `.plan`, `.trt`) with its sidecar: tensorrt.
+  - a checkpoint folder (config.json, model.safetensors, optional bank.safetensors);
+  - an `.onnx` file with its sidecar (an export, or an int8/fp16 derivative of one);
+  - a TensorRT engine file (`.engine`, `.plan`, `.trt`) with its sidecar.
 
-`auto` picks tensorrt (TensorRT importable, a GPU, an engine file), then onnxruntime (an ONNX
-file), then torch, and logs the choice. "Made from" is decided by checksums in the sidecars,
-never by file names.
+`choose_engine` decides, for every backend request, which backend runs which file, and says why
+(`EngineChoice.reason`). "Made from this model" is decided by `model_id` (weights, bank and config
+checksums, `ddavs_rt.engine.identity`), never by file names. The `auto` rule:
+
+1. A TensorRT engine file: TensorRT when it and a GPU are usable, else the ONNX it was built from.
+2. A GPU (only probed when torch is installed): a TensorRT engine made from this model, in the
+   folder or beside the file; else, for a checkpoint, torch on CUDA.
+3. The CPU: the ONNX graph: the named `.onnx`; for a checkpoint, an export of the same model_id in
+   the folder or beside it, else one in the cache (`~/.cache/ddavs-rt/<name>-<model hash>.onnx`),
+   else the checkpoint is exported into the cache now (`export=False` forbids that). Torch runs
+   the checkpoint only when no graph can be had.
+
+A file the user did not name is never run silently: the reason names it, `open_engine` logs it
+(WARNING for a file found beside the checkpoint), and the runtime prints the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import logging
 from pathlib import Path
 
 from ddavs_rt.atomic import sha256_file
 from ddavs_rt.engine.base import Engine
+from ddavs_rt.engine.identity import ModelIdentity, cache_dir, cache_stem, checkpoint_identity, identity_mismatch
 from ddavs_rt.engine.sidecar import read_onnx_sidecar, read_tensorrt_sidecar, sidecar_path
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
@@ -25,6 +38,18 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+EXPORT_BATCH = (1, 16)  # the batch range of an export made by `auto` (the runtime's max_batch is at most this)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineChoice:
+    """What `choose_engine` decided: the backend, the file it opens, and why."""
+
+    backend: str  # torch | onnxruntime | tensorrt
+    target: Path
+    reason: str
+    named: bool  # the user named `target` (False: found beside the checkpoint, cached, or exported)
+    identity: ModelIdentity | None = None  # the checkpoint's, when a folder was named: the sidecar must match
 
 
 def path_kind(path: Path) -> str:
@@ -42,38 +67,64 @@ def path_kind(path: Path) -> str:
     raise CheckpointError(f"{path}: unknown engine file type {path.suffix!r}; expected a folder, .onnx or {', '.join(ENGINE_SUFFIXES)}")
 
 
-def _tensorrt_usable(device: str | None) -> bool:
+# --------------------------------------------------------------------------------------------
+# What the machine has (probed lazily: torch is imported only when it is installed and needed)
+# --------------------------------------------------------------------------------------------
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cuda_usable(device: str | None) -> bool:
+    """A CUDA GPU is asked for or allowed, and torch sees one."""
     if device is not None and not device.startswith("cuda"):
+        return False
+    if not torch_installed():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def tensorrt_usable(device: str | None) -> bool:
+    if device is not None and not device.startswith("cuda"):
+        return False
+    if importlib.util.find_spec("tensorrt") is None:
         return False
     from ddavs_rt.engine.tensorrt_backend import tensorrt_available
 
     return tensorrt_available()
 
 
-def _sidecar_field(reader, path: Path, field: str):
-    try:
-        return getattr(reader(path), field)
-    except DdavsError:
-        return None
+# --------------------------------------------------------------------------------------------
+# Finding files made from a model
+# --------------------------------------------------------------------------------------------
 
 
-def find_onnx_for_checkpoint(folder: Path, checkpoint_sha: str) -> Path | None:
-    """An fp32 `.onnx` in the checkpoint folder or beside it whose sidecar names this checkpoint."""
-    for place in (folder, folder.parent):
-        for candidate in sorted(place.glob("*.onnx")):
-            if not sidecar_path(candidate).is_file():
-                continue
-            try:
-                sidecar = read_onnx_sidecar(candidate)
-            except DdavsError:
-                continue
-            if sidecar.checkpoint_sha256 == checkpoint_sha and sidecar.precision == "fp32":
-                return candidate
-    return None
+def _onnx_candidates(places: list[Path]) -> list[Path]:
+    return [c for place in places for c in sorted(place.glob("*.onnx")) if sidecar_path(c).is_file()]
 
 
-def find_tensorrt_engine(places: list[Path], *, checkpoint_sha: str | None = None, onnx_sha: str | None = None) -> Path | None:
-    """A TensorRT engine in `places` whose sidecar names this checkpoint (or this ONNX file)."""
+def find_onnx(places: list[Path], identity: ModelIdentity, precision: str = "fp32") -> tuple[Path | None, str | None]:
+    """(an ONNX of this model_id and precision in `places`, or None; why a same-weights file was refused)."""
+    stale = None
+    for candidate in _onnx_candidates(places):
+        try:
+            sidecar = read_onnx_sidecar(candidate)
+        except DdavsError:
+            continue
+        if sidecar.precision != precision:
+            continue
+        if sidecar.model_id == identity.model_id and identity_mismatch(sidecar, identity) is None:
+            return candidate, None
+        if sidecar.checkpoint_sha256 == identity.weights_sha256 and stale is None:
+            stale = f"{candidate}: {identity_mismatch(sidecar, identity)}"
+    return None, stale
+
+
+def find_tensorrt_engine(places: list[Path], *, model_id: str | None = None, onnx_sha: str | None = None) -> Path | None:
+    """A TensorRT engine in `places` whose sidecar names this model_id (or was built from this ONNX file)."""
     for place in places:
         for suffix in ENGINE_SUFFIXES:
             for candidate in sorted(place.glob(f"*{suffix}")):
@@ -85,75 +136,140 @@ def find_tensorrt_engine(places: list[Path], *, checkpoint_sha: str | None = Non
                     continue
                 if onnx_sha is not None and sidecar.onnx_sha256 == onnx_sha:
                     return candidate
-                if checkpoint_sha is not None and sidecar.checkpoint_sha256 == checkpoint_sha:
+                if model_id is not None and sidecar.onnx.model_id == model_id:
                     return candidate
     return None
 
 
-def resolve(path: Path, backend: str, device: str | None) -> tuple[str, Path, str | None]:
-    """(backend, the file or folder it opens, checkpoint sha256 to check a TensorRT engine against)."""
-    kind = path_kind(path)
-    checkpoint_sha = sha256_file(path / "model.safetensors") if kind == "checkpoint" else None
-    onnx_sha = sha256_file(path) if kind == "onnx" else None
-    near = [path] if kind == "checkpoint" else [path.parent]
+def cached_export_path(identity: ModelIdentity, folder: Path | None = None) -> Path:
+    """`<cache>/<name>-<model hash>.onnx`: keyed on model_id (weights, bank and config)."""
+    return (folder or cache_dir()) / f"{cache_stem(identity)}.onnx"
 
-    if backend == "auto":
-        if kind == "tensorrt":
-            if _tensorrt_usable(device):
-                return "tensorrt", path, None
-            onnx_path = Path(_sidecar_field(read_tensorrt_sidecar, path, "onnx_path") or "")
-            if onnx_path.suffix == ".onnx" and onnx_path.is_file():
-                log.warning("auto: TensorRT or a GPU is missing; running %s (the engine's source ONNX) with onnxruntime", onnx_path)
-                return "onnxruntime", onnx_path, None
-            raise DdavsError(f"{path}: a TensorRT engine needs TensorRT and an NVIDIA GPU; pass the .onnx file it was built from instead")
-        if _tensorrt_usable(device):
-            engine = find_tensorrt_engine(near, checkpoint_sha=checkpoint_sha, onnx_sha=onnx_sha)
-            if engine is not None:
-                return "tensorrt", engine, checkpoint_sha
-        if kind == "onnx":
-            return "onnxruntime", path, None
-        onnx_path = find_onnx_for_checkpoint(path, checkpoint_sha)  # type: ignore[arg-type]
-        if onnx_path is not None:
-            return "onnxruntime", onnx_path, None
-        return "torch", path, None
+
+def cached_export(checkpoint: Path, identity: ModelIdentity, folder: Path | None = None, export: bool = True) -> tuple[Path | None, str]:
+    """(the checkpoint's ONNX in the cache, exporting it first when allowed and missing; how it was had)."""
+    target = cached_export_path(identity, folder)
+    if target.is_file() and sidecar_path(target).is_file():
+        try:
+            if identity_mismatch(read_onnx_sidecar(target), identity) is None:
+                return target, f"the cached export {target} (same model_id)"
+        except DdavsError:
+            pass
+        log.warning("%s does not match %s; exporting it again", target, identity.model_id)
+    if not export:
+        return None, "no export of this model_id in the cache"
+    if not torch_installed():
+        return None, "no export of this model_id, and exporting needs the full install (torch)"
+    try:
+        from ddavs_rt.engine.export import export_checkpoint
+
+        log.warning("exporting %s (%s) to ONNX once, for the CPU engines: %s", checkpoint, identity.model_id, target)
+        return export_checkpoint(checkpoint, target, batch=EXPORT_BATCH), f"a fresh export {target} (model_id {identity.model_id})"
+    except DdavsError:
+        raise
+    except Exception as error:  # an optimisation only: torch still runs the checkpoint
+        log.warning("could not export %s to ONNX (%s); running it with torch", checkpoint, error)
+        return None, f"the export failed ({type(error).__name__})"
+
+
+# --------------------------------------------------------------------------------------------
+# The policy
+# --------------------------------------------------------------------------------------------
+
+
+def choose_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, export: bool = True,
+                  cache: Path | None = None) -> EngineChoice:
+    """The one policy that maps (path, backend request, device) to an engine; see the module docstring."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    kind = path_kind(path)
+    identity = checkpoint_identity(path) if kind == "checkpoint" else None
+    onnx_sha = sha256_file(path) if kind == "onnx" and backend in ("auto", "tensorrt") else None
+    near = [path, path.parent] if kind == "checkpoint" else [path.parent]
 
     if backend == "torch":
         if kind != "checkpoint":
             raise ConfigError(f"{path}: the torch backend runs a checkpoint folder, not a {kind} file")
-        return "torch", path, None
-    if backend == "onnxruntime":
-        if kind == "onnx":
-            return "onnxruntime", path, None
-        if kind == "checkpoint":
-            onnx_path = find_onnx_for_checkpoint(path, checkpoint_sha)  # type: ignore[arg-type]
-            if onnx_path is None:
-                raise CheckpointError(f"{path}: no exported ONNX made from this checkpoint; run `ddavs-rt export --checkpoint {path} --out {path / 'model.onnx'}`")
-            return "onnxruntime", onnx_path, None
-        raise ConfigError(f"{path}: onnxruntime cannot run a TensorRT engine; pass the .onnx file it was built from")
+        return EngineChoice("torch", path, "torch was asked for", True, identity)
+
     if backend == "tensorrt":
         if kind == "tensorrt":
-            return "tensorrt", path, None
-        engine = find_tensorrt_engine(near, checkpoint_sha=checkpoint_sha, onnx_sha=onnx_sha)
-        if engine is None:
+            return EngineChoice("tensorrt", path, "tensorrt was asked for", True)
+        found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
+        if found is None:
             source = path if kind == "onnx" else "MODEL.onnx"
             raise CheckpointError(f"{path}: no TensorRT engine built from it; run `ddavs-rt build-engine --onnx {source}`")
-        return "tensorrt", engine, checkpoint_sha
-    raise ConfigError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        return EngineChoice("tensorrt", found, f"tensorrt was asked for: {found} was built from this model", False, identity)
+
+    if backend == "onnxruntime":
+        if kind == "onnx":
+            return EngineChoice("onnxruntime", path, "onnxruntime was asked for", True)
+        if kind == "tensorrt":
+            raise ConfigError(f"{path}: onnxruntime cannot run a TensorRT engine; pass the .onnx file it was built from")
+        return _onnx_for_checkpoint(path, identity, "onnxruntime was asked for", export=False, cache=cache)  # type: ignore[arg-type]
+
+    # ---- auto ----
+    if kind == "tensorrt":
+        if tensorrt_usable(device):
+            return EngineChoice("tensorrt", path, "auto: a TensorRT engine file, and TensorRT and a GPU are usable", True)
+        try:
+            source = Path(read_tensorrt_sidecar(path).onnx_path)
+        except DdavsError:
+            source = Path()
+        if source.suffix == ".onnx" and source.is_file():
+            return EngineChoice("onnxruntime", source, f"auto: TensorRT or a GPU is missing, so {source} (the engine's source ONNX) runs on onnxruntime", False)
+        raise DdavsError(f"{path}: a TensorRT engine needs TensorRT and an NVIDIA GPU; pass the .onnx file it was built from instead")
+    if tensorrt_usable(device):
+        found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
+        if found is not None:
+            return EngineChoice("tensorrt", found, f"auto: a GPU with TensorRT, and {found} was built from this model", False, identity)
+    if kind == "checkpoint" and cuda_usable(device):
+        return EngineChoice("torch", path, "auto: a CUDA GPU (no TensorRT engine of this model): torch on CUDA", True, identity)
+    if kind == "onnx":
+        return EngineChoice("onnxruntime", path, "auto: an ONNX graph on onnxruntime", True)
+    return _onnx_for_checkpoint(path, identity, "auto", export=export, cache=cache)  # type: ignore[arg-type]
 
 
-def open_engine(path: str | Path, backend: str = "auto", device: str | None = None, **options) -> Engine:
-    """Open an engine. `options` go to the backend (torch: compile, threads; onnxruntime: threads)."""
-    chosen, target, checkpoint_sha = resolve(Path(path), backend, device)
-    if backend == "auto":
-        log.info("backend auto -> %s (%s)", chosen, target)
-    if chosen == "torch":
+def _onnx_for_checkpoint(folder: Path, identity: ModelIdentity, why: str, *, export: bool, cache: Path | None) -> EngineChoice:
+    beside, stale = find_onnx([folder, folder.parent], identity)
+    if beside is not None:
+        return EngineChoice("onnxruntime", beside, f"{why}: {beside}, found beside the checkpoint, has its model_id {identity.model_id}",
+                            False, identity)
+    if stale:
+        log.warning("not using %s", stale)
+    cached, how = cached_export(folder, identity, cache, export=export)
+    if cached is not None:
+        return EngineChoice("onnxruntime", cached, f"{why}: {how}", False, identity)
+    if why == "auto":
+        return EngineChoice("torch", folder, f"auto: torch on the CPU ({how})", True, identity)
+    detail = f" ({stale})" if stale else ""
+    raise CheckpointError(f"{folder}: no ONNX export of this model_id {identity.model_id}{detail}; "
+                          f"run `ddavs-rt export --checkpoint {folder} --out {folder / 'model.onnx'}`")
+
+
+def open_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, export: bool = True,
+                cache: Path | None = None, **options) -> Engine:
+    """Open an engine chosen by `choose_engine`. `options` go to the backend (torch: compile, threads;
+    onnxruntime: threads). The engine's `choice` attribute says what was chosen and why."""
+    choice = choose_engine(path, backend, device, export=export, cache=cache)
+    if not choice.named and choice.target.parent != cache_dir() and choice.target.parent != (cache or cache_dir()):
+        log.warning("%s", choice.reason)  # a file the user did not name, outside our cache
+    else:
+        log.info("%s", choice.reason)
+    log.info("backend %s -> %s (%s)", backend, choice.backend, choice.target)
+    if choice.backend == "torch":
         from ddavs_rt.engine.torch_backend import TorchEngine
 
-        return TorchEngine(target, device=device, **options)
-    if chosen == "onnxruntime":
+        engine: Engine = TorchEngine(choice.target, device=device, **options)
+    elif choice.backend == "onnxruntime":
         from ddavs_rt.engine.ort_backend import OrtEngine
 
-        return OrtEngine(target, device=device, **options)
-    from ddavs_rt.engine.tensorrt_backend import TensorRTEngine
+        engine = OrtEngine(choice.target, device=device, expected=choice.identity, **options)
+    else:
+        from ddavs_rt.engine.tensorrt_backend import TensorRTEngine
 
-    return TensorRTEngine(target, device=device, checkpoint_sha256=checkpoint_sha)
+        checkpoint_sha = choice.identity.weights_sha256 if choice.identity else None
+        engine = TensorRTEngine(choice.target, device=device, checkpoint_sha256=checkpoint_sha)
+    engine.choice = choice
+    return engine

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ddavs_rt.engine.base import Engine, EngineSpec
+from ddavs_rt.engine.identity import ModelIdentity, check_onnx_identity
 from ddavs_rt.engine.machine import physical_cores
 from ddavs_rt.engine.sidecar import OnnxSidecar, read_onnx_sidecar
 from ddavs_rt.errors import CheckpointError
@@ -36,13 +37,17 @@ def ort_providers(device: str | None) -> list[str]:
 class OrtEngine(Engine):
     """An exported (fp32, fp16 or int8 Q/DQ) ONNX graph run by ONNX Runtime."""
 
-    def __init__(self, onnx_path: str | Path, device: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, device: str | None = None, threads: int | None = None,
+                 expected: ModelIdentity | None = None) -> None:
+        """`expected`: the identity of the checkpoint this file must have been made from (weights,
+        bank and config checksums); the sidecar's own consistency is checked either way."""
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: ONNX file not found; export one with `ddavs-rt export --checkpoint DIR --out {self.path}`")
         self.sidecar: OnnxSidecar = read_onnx_sidecar(self.path)
+        check_onnx_identity(self.sidecar, self.path, expected)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or physical_cores()

@@ -1,8 +1,9 @@
 """Sidecar files: what an exported or compiled engine file was made from, and for where.
 
 Every engine file `X` (an `.onnx` export, an int8/fp16 derivative of one, a TensorRT engine)
-has a JSON sidecar `X.json` beside it. The sidecar carries the model config, the checksums of
-the checkpoint and bank it came from, the precision, the I/O tensors and batch range, and (for a
+has a JSON sidecar `X.json` beside it. The sidecar carries the model config (config.json as
+stored in the checkpoint), the model_id and the checksums of the weights, bank and config it came
+from (`ddavs_rt.engine.identity`; checked whenever an ONNX engine opens), the precision, the I/O tensors and batch range, and (for a
 TensorRT engine) the GPU, compute capability and TensorRT version it was built for. Loaders read
 the sidecar instead of guessing, and refuse an engine whose sidecar does not match the machine
 or the checkpoint (`tensorrt_mismatch`), with a message that says how to rebuild it.
@@ -45,10 +46,11 @@ class OnnxSidecar(_Sidecar):
 
     format_version: int = SIDECAR_FORMAT_VERSION
     kind: Literal["onnx"] = "onnx"
-    model_id: str
-    config: dict[str, Any] = Field(description="ModelConfig dump")
+    model_id: str = Field(description="name@hash of weights, bank and config (ddavs_rt.engine.identity)")
+    config: dict[str, Any] = Field(description="the checkpoint's config.json as stored (ModelConfig fields)")
     checkpoint_sha256: str = Field(description="sha256 of the checkpoint's model.safetensors")
     bank_sha256: str | None = Field(None, description="sha256 of bank.safetensors; None without a bank")
+    config_sha256: str | None = Field(None, description="sha256 of `config` in canonical JSON; None in older exports (refused)")
     opset: int
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ddavs_rt.atomic import sha256_file
 from ddavs_rt.engine.base import Engine, EngineSpec
+from ddavs_rt.engine.identity import checkpoint_identity
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ def padded_size(count: int, sizes: tuple[int, ...]) -> int:
         if size >= count:
             return size
     raise ValueError(f"batch of {count} is larger than the largest compiled size {sizes[-1]}")
-
-
-def model_id_for(name: str, checkpoint_sha256: str) -> str:
-    return f"{name}@{checkpoint_sha256[:12]}"
 
 
 class TorchEngine(Engine):
@@ -73,12 +69,11 @@ class TorchEngine(Engine):
                 setattr(dynamo_config, limit, len(self.compiled_sizes))
             options = {"backend": compile_backend} if compile_backend else {"mode": "reduce-overhead" if on_gpu else "default"}
             self._forward = torch.compile(self.model, dynamic=False, **options)
-        checkpoint_sha = sha256_file(self.folder / "model.safetensors")
         self.spec = EngineSpec.from_config(
             cfg,
             batch_min=1,
             batch_max=self.compiled_sizes[-1] if self.compiled_sizes else TORCH_BATCH_MAX,
-            model_id=model_id_for(cfg.name, checkpoint_sha),
+            model_id=checkpoint_identity(self.folder).model_id,  # weights, bank and config
             precision="fp16" if self.fp16 else "fp32",
             backend="torch",
             device=str(self.device),

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import threading
@@ -140,35 +139,6 @@ def _reconnect_setting(value: str | None) -> float | str | None:
     return seconds
 
 
-def cached_onnx_export(checkpoint: Path, cache_dir: Path | None = None) -> Path | None:
-    """The checkpoint exported to ONNX once, in the user's cache, for `--backend auto`.
-
-    ONNX Runtime runs the CPU model about twice as fast as torch eager, but a checkpoint ships
-    without its 20 MB graph; the first run exports it (about half a minute on 2 cores) to
-    `~/.cache/ddavs-rt/<checkpoint sha>.onnx`, later runs reuse it. Returns None (the caller
-    falls back to torch) when the export fails or the cache cannot be written.
-    """
-    from ddavs_rt.atomic import sha256_file
-
-    weights = checkpoint / "model.safetensors"
-    if not weights.is_file():
-        return None
-    if cache_dir is None:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        cache_dir = Path(base) / "ddavs-rt"
-    target = cache_dir / f"{checkpoint.name}-{sha256_file(weights)[:16]}.onnx"
-    if target.is_file() and target.with_name(target.name + ".json").is_file():
-        return target
-    try:
-        from ddavs_rt.engine.export import export_checkpoint
-
-        print(f"ddavs-rt: exporting {checkpoint} to ONNX once, for ONNX Runtime ({target}) ...", flush=True)
-        return export_checkpoint(checkpoint, target, batch=(1, 8))
-    except Exception as error:  # an optimisation only: torch still runs the checkpoint
-        log.warning("could not export %s to ONNX (%s); running it with torch", checkpoint, error)
-        return None
-
-
 def resolve_engine_path(config: RuntimeConfig) -> Path:
     if config.engine is not None:
         return config.engine
@@ -228,12 +198,9 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cluster(config, args)
     engine_path = resolve_engine_path(config)
-    backend = config.backend
-    if backend == "auto" and engine_path.is_dir():
-        exported = cached_onnx_export(engine_path)
-        if exported is not None:
-            engine_path, backend = exported, "onnxruntime"
-    engine = open_engine(engine_path, backend=backend)
+    engine = open_engine(engine_path, backend=config.backend)  # the one backend policy: ddavs_rt.engine.open
+    if engine.choice is not None:
+        print(f"ddavs-rt: {engine.choice.reason}", flush=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

@@ -75,6 +75,7 @@ def test_model_id_changes_with_weights_bank_and_config_content_but_not_its_forma
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two real exports; minutes each on a loaded 2-core machine
 def test_a_changed_bank_gives_a_new_model_id_and_a_fresh_export(tmp_path, caplog):
     torch.set_num_threads(1)
     cache = tmp_path / "cache"

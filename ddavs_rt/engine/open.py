@@ -31,7 +31,7 @@ from pathlib import Path
 from ddavs_rt.atomic import sha256_file
 from ddavs_rt.engine.base import Engine
 from ddavs_rt.engine.identity import ModelIdentity, cache_dir, cache_stem, checkpoint_identity, identity_mismatch
-from ddavs_rt.engine.sidecar import read_onnx_sidecar, read_tensorrt_sidecar, sidecar_path
+from ddavs_rt.engine.sidecar import read_onnx_sidecar, read_tensorrt_sidecar, sidecar_path, tensorrt_mismatch
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,47 @@ def find_onnx(places: list[Path], identity: ModelIdentity, precision: str = "fp3
     return None, stale
 
 
-def find_tensorrt_engine(places: list[Path], *, model_id: str | None = None, onnx_sha: str | None = None) -> Path | None:
-    """A TensorRT engine in `places` whose sidecar names this model_id (or was built from this ONNX file)."""
+PRECISION_PREFERENCE = {"int8": 0, "fp16": 1, "fp32": 2}  # among engines that all fit: the fastest
+
+
+def _derived_onnx_sources(places: list[Path]) -> dict[str, str]:
+    """sha256 of each derived ONNX (.fp16/.int8 ...) in `places` -> sha256 of the ONNX it was made from."""
+    sources: dict[str, str] = {}
+    for place in places:
+        for candidate in sorted(place.glob("*.onnx")):
+            if not sidecar_path(candidate).is_file():
+                continue
+            try:
+                source = read_onnx_sidecar(candidate).source_onnx_sha256
+            except DdavsError:
+                continue
+            if source:
+                sources[sha256_file(candidate)] = source
+    return sources
+
+
+def _this_machine(device: str | None) -> tuple[str, str, str] | None:
+    """(GPU name, compute capability, TensorRT version) of the device, or None without TensorRT/GPU."""
+    if not tensorrt_usable(device):
+        return None
+    from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt
+
+    index = int(device.split(":")[1]) if device and ":" in device else 0
+    gpu_name, capability, _ = gpu_identity(index)
+    return gpu_name, capability, import_tensorrt().__version__
+
+
+def find_tensorrt_engine(places: list[Path], *, model_id: str | None = None, onnx_sha: str | None = None,
+                         machine: tuple[str, str, str] | None = None, device: str | None = None) -> Path | None:
+    """The TensorRT engine in `places` made from this model_id (or this ONNX file, or an .fp16/.int8
+    ONNX derived from it, through the sidecars' source checksums) that runs on this machine: its
+    GPU, compute capability and TensorRT version (`machine`, probed on `device` when not given).
+    Several may fit (fp32/fp16/int8 builds): the fastest precision, then the newest file. None
+    when no engine fits."""
+    if machine is None:
+        machine = _this_machine(device)
+    sources = _derived_onnx_sources(places) if onnx_sha is not None else {}
+    fitting: list[tuple[int, float, str]] = []
     for place in places:
         for suffix in ENGINE_SUFFIXES:
             for candidate in sorted(place.glob(f"*{suffix}")):
@@ -134,11 +173,22 @@ def find_tensorrt_engine(places: list[Path], *, model_id: str | None = None, onn
                     sidecar = read_tensorrt_sidecar(candidate)
                 except DdavsError:
                     continue
-                if onnx_sha is not None and sidecar.onnx_sha256 == onnx_sha:
-                    return candidate
-                if model_id is not None and sidecar.onnx.model_id == model_id:
-                    return candidate
-    return None
+                made_from = model_id is not None and sidecar.onnx.model_id == model_id
+                ancestor, seen = sidecar.onnx_sha256, set()
+                while onnx_sha is not None and ancestor and ancestor not in seen and not made_from:
+                    made_from = ancestor == onnx_sha
+                    seen.add(ancestor)
+                    ancestor = sources.get(ancestor) or (sidecar.onnx.source_onnx_sha256 if ancestor == sidecar.onnx_sha256 else None)
+                if not made_from:
+                    continue
+                if machine is not None:
+                    gpu_name, capability, version = machine
+                    reason = tensorrt_mismatch(sidecar, gpu_name=gpu_name, compute_capability=capability, tensorrt_version=version)
+                    if reason is not None:
+                        log.info("skipping TensorRT engine %s: %s", candidate, reason)
+                        continue
+                fitting.append((PRECISION_PREFERENCE.get(sidecar.precision, 3), -candidate.stat().st_mtime, str(candidate)))
+    return Path(min(fitting)[2]) if fitting else None
 
 
 def cached_export_path(identity: ModelIdentity, folder: Path | None = None) -> Path:

@@ -1,0 +1,78 @@
+"""Which TensorRT engine `open_engine` takes among several in a folder (real files and sidecars):
+the one built for this GPU and TensorRT version, made from this ONNX, found also when it was built
+from an .fp16.onnx / .int8.onnx (or .int8.fp16.onnx) derived from the .onnx the user passes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ddavs_rt.atomic import sha256_file
+from ddavs_rt.engine.open import find_tensorrt_engine
+from ddavs_rt.engine.sidecar import OnnxSidecar, TensorInfo, TensorRTSidecar, write_sidecar
+
+H100 = ("NVIDIA H100 80GB HBM3", "9.0", "10.15.1")
+L4 = ("NVIDIA L4", "8.9", "10.15.1")
+
+
+def _onnx(folder: Path, name: str, content: bytes, precision: str = "fp32", source: Path | None = None) -> Path:
+    path = folder / name
+    path.write_bytes(content)
+    write_sidecar(path, OnnxSidecar(
+        model_id="ddavs-tiny@abc", config={"name": "ddavs-tiny"}, checkpoint_sha256="c" * 64, opset=18,
+        inputs=[TensorInfo(name="frames", dtype="uint8", shape=["batch", 160, 160, 3])],
+        outputs=[TensorInfo(name="mask_logits", dtype="float32", shape=["batch", 1, 160, 160])],
+        batch_min=1, batch_max=8, exporter="test", precision=precision,
+        source_onnx_sha256=sha256_file(source) if source else None,
+    ))
+    return path
+
+
+def _engine(folder: Path, name: str, onnx_path: Path, machine, precision: str, age: int = 0) -> Path:
+    from ddavs_rt.engine.sidecar import read_onnx_sidecar
+
+    path = folder / name
+    path.write_bytes(name.encode())
+    gpu, capability, version = machine
+    write_sidecar(path, TensorRTSidecar(
+        onnx=read_onnx_sidecar(onnx_path), onnx_path=str(onnx_path), onnx_sha256=sha256_file(onnx_path),
+        checkpoint_sha256="c" * 64, precision=precision, tensorrt_version=version, gpu_name=gpu,
+        compute_capability=capability, cuda_version="13.0", batch_min=1, batch_opt=8, batch_max=8,
+    ))
+    stamp = 1_700_000_000 - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_the_engine_for_this_gpu_and_tensorrt_version_is_chosen(tmp_path):
+    model = _onnx(tmp_path, "tiny.onnx", b"fp32 graph")
+    l4 = _engine(tmp_path, "a_tiny_l4_fp16.engine", model, L4, "fp16")  # sorts first: once it was taken blindly
+    h100 = _engine(tmp_path, "b_tiny_h100_fp16.engine", model, H100, "fp16")
+    _engine(tmp_path, "c_tiny_h100_old_trt.engine", model, (*H100[:2], "10.14.0"), "fp16")
+    sha = sha256_file(model)
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha, machine=H100) == h100
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha, machine=L4) == l4
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha, machine=("NVIDIA A10", "8.6", "10.15.1")) is None
+    assert find_tensorrt_engine([tmp_path], model_id="ddavs-tiny@abc", machine=H100) == h100
+    assert find_tensorrt_engine([tmp_path], onnx_sha="f" * 64, machine=H100) is None  # another ONNX
+
+
+def test_engines_built_from_derived_onnx_files_are_found_from_the_users_onnx(tmp_path):
+    model = _onnx(tmp_path, "tiny.onnx", b"fp32 graph")
+    fp16 = _onnx(tmp_path, "tiny.fp16.onnx", b"fp16 graph", "fp16", source=model)
+    int8 = _onnx(tmp_path, "tiny.int8.onnx", b"int8 graph", "int8", source=model)
+    int8_fp16 = _onnx(tmp_path, "tiny.int8.fp16.onnx", b"int8 fp16 graph", "int8", source=int8)
+    sha = sha256_file(model)
+    from_fp16 = _engine(tmp_path, "tiny_h100_fp16.engine", fp16, H100, "fp16")
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha, machine=H100) == from_fp16  # TensorRT 11 fp16 build
+    from_int8 = _engine(tmp_path, "tiny_h100_int8.engine", int8_fp16, H100, "int8")  # strongly typed int8: two steps
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha, machine=H100) == from_int8  # int8 before fp16
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha256_file(fp16), machine=H100) == from_fp16
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha256_file(int8), machine=H100) == from_int8
+
+
+def test_among_equal_engines_the_newest_is_taken(tmp_path):
+    model = _onnx(tmp_path, "tiny.onnx", b"fp32 graph")
+    _engine(tmp_path, "old.engine", model, H100, "fp16", age=100)
+    new = _engine(tmp_path, "new.engine", model, H100, "fp16", age=1)
+    assert find_tensorrt_engine([tmp_path], onnx_sha=sha256_file(model), machine=H100) == new

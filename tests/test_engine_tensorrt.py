@@ -226,3 +226,45 @@ def test_real_tensorrt_build_and_run(tmp_path):
     got = open_engine(engine_path, backend="tensorrt").infer(frames, audio)
     expected = open_engine(onnx_path, backend="onnxruntime", device="cpu").infer(frames, audio)
     assert np.abs(got - expected).max() <= 1e-2
+
+
+def test_inference_runs_under_the_engines_device_in_the_calling_thread(monkeypatch):
+    """An engine on cuda:1 called from another thread (the scheduler's) executes with cuda:1 as the
+    thread's current device. No GPU here: the CUDA device switch and the engine's TensorRT context
+    are test doubles; what is checked is that execute happens inside the device guard, per thread."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from ddavs_rt.engine.tensorrt_backend import TensorRTEngine
+
+    current = threading.local()
+    seen = []
+
+    class DeviceGuard:
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+        def __enter__(self):
+            self.previous = getattr(current, "device", "cuda:0")
+            current.device = str(self.device)
+
+        def __exit__(self, *exc):
+            current.device = self.previous
+
+    engine = object.__new__(TensorRTEngine)
+    engine._torch = torch
+    engine.device = torch.device("cuda", 1)
+
+    def run_on_device(frames, audio):
+        seen.append((threading.current_thread().name, getattr(current, "device", "cuda:0")))
+        return np.zeros((len(frames), 1, 2, 2), np.float32)
+
+    engine._run_on_device = run_on_device
+    monkeypatch.setattr(torch.cuda, "device", DeviceGuard)
+    worker = threading.Thread(target=engine._run, args=(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 4), np.float32)),
+                              name="scheduler")
+    worker.start()
+    worker.join(30)
+    assert seen == [("scheduler", "cuda:1")]

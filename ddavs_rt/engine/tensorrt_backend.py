@@ -109,6 +109,13 @@ class TensorRTEngine(Engine):
         return super().infer(frames, audio)
 
     def _run(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        # The scheduler calls this from its own thread, whose current CUDA device is cuda:0 unless
+        # set: TensorRT's execution context runs on the thread's current device, so an engine on
+        # cuda:N would run against another GPU's context. Make this engine's device current.
+        with self._torch.cuda.device(self.device):
+            return self._run_on_device(frames, audio)
+
+    def _run_on_device(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         torch = self._torch
         stream = torch.cuda.current_stream(self.device)
         inputs = {

@@ -248,3 +248,36 @@ def test_vpo_data_fields_are_validated_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="VPO audio comes from a VGGSound root"):
         Trainer(load_train_config(_vpo_config_file(tmp_path / "noaudio", audio_root="nowhere")), tmp_path / "noaudio" / "run",
                 config_dir=tmp_path / "noaudio")
+
+
+def test_resume_restores_each_ranks_own_random_state(tmp_path: Path, data: Path) -> None:
+    """Two gloo ranks stop at step 2; a resumed run gives each rank back its own torch and
+    augmentation random state (before, every rank restored rank 0's: identical augmentation)."""
+    cfg = _config(tmp_path, data, max_steps=2, epochs=1)
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent("""
+        import hashlib, sys, torch
+        torch.set_num_threads(1)
+        from ddavs_rt.train.trainer import Trainer, load_train_config
+        resume = sys.argv[4] == "resume"
+        trainer = Trainer(load_train_config(sys.argv[1]), sys.argv[2], resume=resume)
+        if not resume:
+            trainer.fit()
+        digest = lambda t: hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16]
+        state = f"{digest(torch.random.get_rng_state())} {digest(trainer.aug_generator.get_state())}"
+        open(f"{sys.argv[3]}/{sys.argv[4]}{trainer.rank}.txt", "w").write(state)
+        trainer.close()
+    """))
+    for mode in ("first", "resume"):
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+             str(script), str(config_file), str(tmp_path / "run"), str(tmp_path), mode],
+            capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    first = [(tmp_path / f"first{r}.txt").read_text() for r in range(2)]
+    resumed = [(tmp_path / f"resume{r}.txt").read_text() for r in range(2)]
+    assert first[0] != first[1]  # the ranks draw differently
+    assert resumed == first  # each rank continues its own draws

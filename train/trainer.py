@@ -244,6 +244,7 @@ class Trainer:
         self.step = 0
         self.best_score = -1.0
         self.history: list[dict] = []
+        self._rank_states: list | None = None
         if resume:
             self._load_state()
 
@@ -286,9 +287,30 @@ class Trainer:
             "epoch": self.epoch, "position": self.position, "step": self.step, "best_score": self.best_score,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(), "aug_generator": self.aug_generator.get_state(),
+            "rank_states": self._rank_states_now(),  # every rank's own, by rank
             "history": self.history, "world": self.world,
             "head": {k: v.detach().cpu() for k, v in self.net.head.state_dict().items()} if self.cfg.stage == "audio" else {},
         }
+
+    def _local_random_state(self) -> dict:
+        return {"rng": rng_state(), "aug_generator": self.aug_generator.get_state()}
+
+    def _rank_states_now(self) -> list:
+        """The gathered states, with this (writing) rank's own as it is now (validation ran since)."""
+        states = list(self._rank_states) if self._rank_states and len(self._rank_states) == self.world else [None] * self.world
+        states[self.rank] = self._local_random_state()
+        return states if all(state is not None for state in states) else []  # no gather yet: rank 0's only, as before
+
+    def _gather_random_states(self) -> None:
+        """Every rank's random state, gathered on all ranks before rank 0 writes `last/` (called by
+        every rank at the same step): a resume restores each rank's own draws, not rank 0's."""
+        local = self._local_random_state()
+        if self.world > 1:
+            states: list = [None] * self.world
+            dist.all_gather_object(states, local)
+            self._rank_states = states
+        else:
+            self._rank_states = [local]
 
     def _write_checkpoint(self, name: str, with_state: bool) -> None:
         state = self._state() if with_state else None
@@ -312,8 +334,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         load_scaler_state(self.scaler, state.get("scaler"))  # a run saved without one starts a fresh one
-        self.aug_generator.set_state(state["aug_generator"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rank_states") or []
+        mine = ranks[self.rank] if len(ranks) == self.world else {"rng": state["rng"], "aug_generator": state["aug_generator"]}
+        self.aug_generator.set_state(mine["aug_generator"])  # older runs saved rank 0's only
+        set_rng_state(mine["rng"])
         if self.cfg.stage == "audio":
             self.net.head.load_state_dict(state["head"])
         self.epoch, self.position, self.step = state["epoch"], state["position"], state["step"]
@@ -403,8 +427,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{terms['total']:.4f}", fps=f"{frames_done / max(now - tick, 1e-9):.1f}")
                 tick = now
                 at_limit = max_steps is not None and self.step >= max_steps
-                if self.is_main and (at_limit or (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0)):
-                    self._write_checkpoint("last", with_state=True)
+                if at_limit or (cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0):
+                    self._gather_random_states()  # every rank, same step
+                    if self.is_main:
+                        self._write_checkpoint("last", with_state=True)
                 if at_limit:
                     stopped = True
                     break
@@ -415,6 +441,7 @@ class Trainer:
             self.position = 0
             row = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.monotonic() - start, 3)}
             row.update(mean_across_ranks(sums, count, self.device))  # every rank's batches, not rank 0's
+            self._gather_random_states()
             if self.is_main:
                 row.update(self._validate())
                 self.history.append(row)

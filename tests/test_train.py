@@ -119,8 +119,9 @@ def test_stage_audio_then_ddavs_with_a_frozen_encoder_and_its_bank(tmp_path: Pat
     assert torch.equal(final.bank_buffer, built.prototypes)
 
 
-def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, data: Path) -> None:
-    cfg = _config(tmp_path, data, max_steps=2, epochs=1)
+@pytest.mark.parametrize("con", [0.1, 0.0])  # 0.0: the COM projector gets no gradient (DDP must look for unused)
+def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path, data: Path, con: float) -> None:
+    cfg = _config(tmp_path, data, max_steps=2, epochs=1, loss={"con": con})
     config_file = tmp_path / "train.yaml"
     config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     script = tmp_path / "worker.py"

@@ -221,12 +221,15 @@ class Trainer:
             self.collate = collate_clips
         self.net.to(self.device)
         self.trainable = self.net
+        self.use_com = cfg.stage == "ddavs" and self.model.com is not None and cfg.loss.con > 0
         if self.world > 1:
+            # DDP's search for unused parameters costs a graph traversal every step: only when some
+            # trainable parameter gets no gradient by design (the COM projector without its loss)
+            unused = cfg.stage == "ddavs" and self.model.com is not None and not self.use_com
             self.trainable = nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.local_rank] if self.device.type == "cuda" else None, find_unused_parameters=True,
+                self.net, device_ids=[self.local_rank] if self.device.type == "cuda" else None, find_unused_parameters=unused,
             )
         self.loss_fn = SegmentationLoss(cfg.loss)
-        self.use_com = cfg.stage == "ddavs" and self.model.com is not None and cfg.loss.con > 0
         self.augment = WaveAugment(cfg.augment, self.model_cfg.sample_rate)
         self.aug_generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.loader_generator = torch.Generator()

@@ -175,3 +175,16 @@ def test_htsat_config_that_cannot_fold_into_the_image_is_refused() -> None:
                 "log_offset": 1e-10, "mel_norm": "slaney"}
     with pytest.raises(ConfigError, match="spec_size = n_mels x freq_ratio"):
         build_audio_encoder(ModelConfig(name="t", audio={"kind": "htsat", "frontend": frontend}))
+
+
+def test_time_stretch_is_the_official_bicubic_interpolation_as_one_matrix():
+    """HTS-AT stretches the log-mel to 1024 frames with F.interpolate(mode="bicubic",
+    align_corners=True); the encoder applies the same linear map as a MatMul (TensorRT's ONNX
+    parser takes Resize in nearest/linear modes only)."""
+    import torch.nn.functional as F
+
+    from ddavs_rt.model.htsat import bicubic_time_stretch
+
+    x = torch.randn(2, 1, 101, 64, generator=torch.Generator().manual_seed(0))
+    official = F.interpolate(x, size=(1024, 64), mode="bicubic", align_corners=True)
+    assert torch.allclose(torch.matmul(bicubic_time_stretch(101, 1024), x), official, atol=1e-5)

@@ -184,6 +184,17 @@ class PatchEmbed(nn.Module):
         return self.norm(self.proj(x).flatten(2).transpose(1, 2))
 
 
+def bicubic_time_stretch(frames: int, target: int) -> torch.Tensor:
+    """[target, frames]: F.interpolate(x, size=(target, M), mode="bicubic", align_corners=True) on
+    x [B, 1, frames, M] as a matrix over the time axis (the mel axis keeps its size, which with
+    align_corners is the identity). Interpolation is linear in x, so interpolating the identity
+    gives its matrix. A MatMul instead of a cubic Resize: TensorRT's ONNX parser takes Resize in
+    nearest and linear modes only (onnx-tensorrt operators.md)."""
+    eye = torch.eye(frames, dtype=torch.float32)[:, None, :, None]  # [frames, 1, frames, 1]: one basis vector each
+    columns = F.interpolate(eye, size=(target, 1), mode="bicubic", align_corners=True)  # [frames, 1, target, 1]
+    return columns[:, 0, :, 0].T.contiguous().to(torch.float32)  # [target, frames]
+
+
 class HTSATEncoder(AudioEncoder):
     kind = "htsat"
 
@@ -202,6 +213,9 @@ class HTSATEncoder(AudioEncoder):
             raise ConfigError(f"HTSAT spec_size {cfg.spec_size} does not fit patch {cfg.patch_size} and {stages} stages")
         self.frontend = LogMel(cfg.frontend, input_rate)
         self.frames = self.frontend.num_frames(window_samples)
+        target_t = cfg.spec_size * cfg.freq_ratio
+        if self.frames != target_t:
+            self.register_buffer("time_stretch", bicubic_time_stretch(self.frames, target_t), persistent=False)
         self.grid = grid
         self.num_tokens = grid * grid
         self.bn0 = nn.BatchNorm2d(cfg.frontend.n_mels)
@@ -238,8 +252,8 @@ class HTSATEncoder(AudioEncoder):
         x = self.frontend(waveform)  # [B, 1, T, M]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # BN over the M mel bins
         target_t = cfg.spec_size * cfg.freq_ratio  # 1024 frames
-        if self.frames != target_t:
-            x = F.interpolate(x, size=(target_t, x.shape[3]), mode="bicubic", align_corners=True)
+        if self.frames != target_t:  # official: F.interpolate(mode="bicubic", align_corners=True) over time
+            x = torch.matmul(self.time_stretch.to(x.dtype), x)  # the same map as one MatMul
         m = x.shape[3]
         x = x.permute(0, 1, 3, 2)  # [B, 1, M, 1024]
         x = x.reshape(-1, 1, m, cfg.freq_ratio, target_t // cfg.freq_ratio)  # [B, 1, M, 4, 256]

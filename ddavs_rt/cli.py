@@ -38,6 +38,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("ddavs_rt.publish.keys", "make CURVE key pairs for an encrypted publisher"),
 }
 RUNTIME_MODULE = "ddavs_rt.runtime.cli"
+# Packages of the full install that the torch-free runtime install (`setup.sh --runtime`) lacks.
+FULL_INSTALL_ONLY = {"torch", "torchaudio", "onnx", "onnxscript", "safetensors", "matplotlib", "nncf"}
+FULL_INSTALL = "needs the full install (torch, onnx): bash scripts/setup.sh, or pip install ddavs-rt"
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -55,7 +58,14 @@ def _load(module_name: str, command: str):
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
             raise DdavsError(f"'{command}' is not available in this build ({module_name} is missing)") from None
+        _full_install_only(error, command)
         raise
+
+
+def _full_install_only(error: ModuleNotFoundError, command: str) -> None:
+    """A package of the full install is missing (a torch-free runtime install): one line saying so."""
+    if error.name and error.name.split(".")[0] in FULL_INSTALL_ONLY:
+        raise DdavsError(f"'{command}' {FULL_INSTALL} ({error.name} is not installed here)") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.add_arguments(parser)
             args = parser.parse_args(argv[1:])
             _configure_logging(0 if args.quiet else 1 + args.verbose)  # offline jobs report progress
-            return int(module.run(args) or 0)
+            try:
+                return int(module.run(args) or 0)
+            except ModuleNotFoundError as error:  # a lazy import inside the command
+                _full_install_only(error, command)
+                raise
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
             return 0

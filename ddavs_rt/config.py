@@ -488,7 +488,10 @@ class RuntimeConfig(StrictModel):
 
     sources: list[SourceConfig] = Field(default_factory=list)
     engine: Path | None = None
-    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    backend: str = Field("auto", pattern=r"^(auto|torch|onnxruntime|openvino|tensorrt)(:(auto|fp32|fp16|bf16|int8))?$",
+                         description="BACKEND[:PRECISION], e.g. auto, onnxruntime, openvino:bf16 (ddavs_rt.engine.open)")
+    engine_threads: int | None = Field(None, ge=1, description="CPU engine threads (default: physical cores)")
+    engine_hint: Literal["LATENCY", "THROUGHPUT"] = Field("LATENCY", description="OpenVINO performance hint")
     publish: str = "tcp://127.0.0.1:5555"
     send_hwm: int = Field(50, ge=1)
     max_batch: int = Field(8, ge=1)

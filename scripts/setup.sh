@@ -3,16 +3,27 @@
 #   bash scripts/setup.sh          runtime + training dependencies, the `ddavs-rt` command
 #   bash scripts/setup.sh --dev    the same plus test dependencies and the system packages the
 #                                  real-parts tests use (PortAudio, PulseAudio, GStreamer RTSP)
+#   bash scripts/setup.sh --runtime  a deployment without torch, torchaudio or CUDA libraries: the
+#                                  streaming runtime, subscribe, view and bench-pipeline on an
+#                                  exported graph (pyproject's `runtime` list; about 400 MB)
+# VENV=DIR puts the environment somewhere other than .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
+runtime=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (use --dev)" >&2; exit 2 ;;
+    --runtime) runtime=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --dev or --runtime)" >&2; exit 2 ;;
   esac
 done
+if [ "$dev" = 1 ] && [ "$runtime" = 1 ]; then
+  echo "setup.sh: --dev needs the full install (the tests train and export); use one of --dev, --runtime" >&2
+  exit 2
+fi
+VENV="${VENV:-.venv}"
 
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
@@ -41,14 +52,26 @@ fi
 
 extras="."
 [ "$dev" = 1 ] && extras=".[dev]"
-stamp=".venv/.ddavs-setup-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && [ -x .venv/bin/ddavs-rt ]; then
+[ "$runtime" = 1 ] && extras="runtime"
+stamp="$VENV/.ddavs-setup-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ -x "$VENV/bin/ddavs-rt" ]; then
   exit 0
 fi
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$extras"
-rm -f .venv/.ddavs-setup-*
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+if [ "$runtime" = 1 ]; then
+  # the package without its declared (full) dependencies, then exactly the runtime list
+  mapfile -t runtime_deps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["runtime"]))')
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${runtime_deps[@]}"
+  if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+    echo "setup: error: torch is importable in the runtime environment $VENV" >&2
+    exit 1
+  fi
+else
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$extras"
+fi
+rm -f "$VENV"/.ddavs-setup-*
 touch "$stamp"
-echo "setup: .venv ready ($extras)"
+echo "setup: $VENV ready ($extras, $(du -sh "$VENV" | cut -f1))"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torchaudio
+
+import soxr
 
 from ddavs_rt.capture.clock import SampleClock
 from ddavs_rt.capture.resample import StreamingResampler
 
-torch.set_num_threads(1)
+
 
 
 @pytest.mark.parametrize(("orig", "new"), [(44100, 16000), (48000, 16000), (16000, 16000), (8000, 16000)])
@@ -26,9 +26,9 @@ def test_streaming_resampler_matches_one_shot_resampling(orig, new):
         outputs.append(out)
         position += size
     streamed = np.concatenate(outputs)
-    reference = torchaudio.functional.resample(torch.from_numpy(signal)[None], orig, new)[0].numpy()
-    assert len(reference) - len(streamed) < 0.015 * new  # at most ~15 ms held back
-    assert np.abs(streamed - reference[: len(streamed)]).max() < 1e-4  # no seams
+    reference = soxr.resample(signal, orig, new, quality="HQ")  # libsoxr one-shot on the whole signal
+    assert len(reference) - len(streamed) < 0.100 * new  # held back: ~20 ms from 44.1/48 kHz, ~70 ms from 8 kHz
+    assert np.abs(streamed - reference[: len(streamed)]).max() < 1e-5  # no seams
 
 
 def test_streaming_resampler_keeps_a_tone_in_phase_across_blocks():

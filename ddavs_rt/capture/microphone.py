@@ -1,7 +1,7 @@
 """Microphone source: a PortAudio input (sounddevice) resampled to the model's rate.
 
 - The device runs at its native rate; blocks are resampled to `sample_rate` by a streaming
-  torchaudio resampler (no seams between blocks).
+  resampler on libsoxr (no seams between blocks; capture/resample.py).
 - The audio clock is the count of samples received. It is anchored once, to the ADC time
   (PortAudio's stream clock, not `time.monotonic()`), mapped to the monotonic clock with the
   offset between the callback's `currentTime` and `time.monotonic()` measured in the same

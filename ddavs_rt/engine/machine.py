@@ -39,6 +39,28 @@ def physical_cores() -> int:
     return max(1, min(count, allowed))
 
 
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (avx2, avx512_vnni, avx512_bf16, amx_bf16, ...)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+SIMD_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def simd_summary() -> list[str]:
+    """The flags that decide CPU engine speed (int8 dot products, bf16, matrix units), in a fixed order."""
+    flags = cpu_flags()
+    return [flag for flag in SIMD_FLAGS if flag in flags]
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -52,25 +74,34 @@ def cpu_model() -> str:
 
 def describe_machine() -> dict[str, Any]:
     """CPU, cores, memory, library versions and the GPU (if any) for a benchmark record."""
+    import importlib.util
+
     import numpy
     import onnxruntime
-    import torch
 
+    torch = None
+    if importlib.util.find_spec("torch") is not None:  # the torch-free runtime install has none
+        import torch
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
+        "cpu_simd": simd_summary(),  # the flags that decide int8 / bf16 speed
         "logical_cpus": os.cpu_count(),
         "physical_cores": physical_cores(),
         "memory_gib": _memory_gib(),
-        "torch": torch.__version__,
+        "torch": torch.__version__ if torch else None,
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": onnxruntime.get_available_providers(),
         "numpy": numpy.__version__,
         "gpu": None,
     }
-    if torch.cuda.is_available():
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+    if torch is not None and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(0)
         info["gpu"] = {
             "name": torch.cuda.get_device_name(0),
@@ -88,9 +119,14 @@ def describe_machine() -> dict[str, Any]:
 
 def machine_slug() -> str:
     """A short file-name-safe name for this machine: GPU name if any, else the CPU model."""
-    import torch
+    import importlib.util
 
-    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
+    name = cpu_model()
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
     keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
     return "-".join(part for part in keep.split("-") if part)[:48] or "machine"
 

@@ -36,7 +36,10 @@ from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+GRAPH_SUFFIXES = (".onnx", ".xml")  # an ONNX export or an OpenVINO IR, each with its sidecar
+INT8_JF_BOUND = 0.01  # auto runs an int8 file only when its sidecar records a J&F drop within this
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 EXPORT_BATCH = (1, 16)  # the batch range of an export made by `auto` (the runtime's max_batch is at most this)
 
@@ -45,10 +48,11 @@ EXPORT_BATCH = (1, 16)  # the batch range of an export made by `auto` (the runti
 class EngineChoice:
     """What `choose_engine` decided: the backend, the file it opens, and why."""
 
-    backend: str  # torch | onnxruntime | tensorrt
+    backend: str  # torch | onnxruntime | openvino | tensorrt
     target: Path
     reason: str
-    named: bool  # the user named `target` (False: found beside the checkpoint, cached, or exported)
+    named: bool = True  # the user named `target` (False: found beside the checkpoint, cached, or exported)
+    precision: str | None = None  # openvino's: fp32 | bf16 | int8 (the others run the file's own precision)
     identity: ModelIdentity | None = None  # the checkpoint's, when a folder was named: the sidecar must match
 
 
@@ -60,8 +64,8 @@ def path_kind(path: Path) -> str:
         raise CheckpointError(f"{path}: folder has no model.safetensors; pass a checkpoint folder, an .onnx file or an engine file")
     if not path.is_file():
         raise CheckpointError(f"{path}: not found; pass a checkpoint folder, an .onnx file or a TensorRT engine file")
-    if path.suffix == ".onnx":
-        return "onnx"
+    if path.suffix in GRAPH_SUFFIXES:
+        return "onnx"  # an ONNX export or an OpenVINO IR: a graph with an ONNX sidecar
     if path.suffix in ENGINE_SUFFIXES:
         return "tensorrt"
     raise CheckpointError(f"{path}: unknown engine file type {path.suffix!r}; expected a folder, .onnx or {', '.join(ENGINE_SUFFIXES)}")
@@ -103,13 +107,20 @@ def tensorrt_usable(device: str | None) -> bool:
 
 
 def _onnx_candidates(places: list[Path]) -> list[Path]:
-    return [c for place in places for c in sorted(place.glob("*.onnx")) if sidecar_path(c).is_file()]
+    seen: list[Path] = []
+    for place in places:
+        for suffix in GRAPH_SUFFIXES:
+            seen += [c for c in sorted(place.glob(f"*{suffix}")) if sidecar_path(c).is_file() and c not in seen]
+    return seen
 
 
-def find_onnx(places: list[Path], identity: ModelIdentity, precision: str = "fp32") -> tuple[Path | None, str | None]:
-    """(an ONNX of this model_id and precision in `places`, or None; why a same-weights file was refused)."""
+def find_onnx(places: list[Path], identity: ModelIdentity, precision: str = "fp32",
+              suffixes: tuple[str, ...] = (".onnx",)) -> tuple[Path | None, str | None]:
+    """(a graph of this model_id and precision in `places`, or None; why a same-weights file was refused)."""
     stale = None
     for candidate in _onnx_candidates(places):
+        if candidate.suffix not in suffixes:
+            continue
         try:
             sidecar = read_onnx_sidecar(candidate)
         except DdavsError:
@@ -227,21 +238,116 @@ def cached_export(checkpoint: Path, identity: ModelIdentity, folder: Path | None
 # --------------------------------------------------------------------------------------------
 
 
-def choose_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, export: bool = True,
-                  cache: Path | None = None) -> EngineChoice:
-    """The one policy that maps (path, backend request, device) to an engine; see the module docstring."""
+def parse_backend(backend: str, precision: str | None = None) -> tuple[str, str]:
+    """'openvino:bf16' -> ('openvino', 'bf16'); a `precision` argument overrides the suffix."""
+    name, _, pinned = backend.partition(":")
+    chosen = precision or pinned or "auto"
+    if name not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)} (optionally :PRECISION)")
+    if chosen not in PRECISIONS:
+        raise ConfigError(f"precision {chosen!r}: choose one of {', '.join(PRECISIONS)}")
+    return name, chosen
+
+
+def int8_verified(sidecar) -> tuple[bool, str]:
+    """Whether an int8 file's sidecar records a J&F drop within INT8_JF_BOUND (written by `calibrate --check-data`)."""
+    check = (sidecar.calibration or {}).get("accuracy") or {}
+    drop = check.get("jf_drop")
+    if drop is None:
+        return False, "its accuracy was never checked (`ddavs-rt calibrate ... --check-data DIR`)"
+    if drop > INT8_JF_BOUND:
+        return False, f"it loses {drop:.3f} J&F (bound {INT8_JF_BOUND})"
+    return True, f"J&F {check.get('jf_int8', float('nan')):.3f} vs fp32 {check.get('jf_fp32', float('nan')):.3f} on {check.get('clips')} clips"
+
+
+def find_int8(places: list[Path], identity: ModelIdentity | None, source_sha: str | None, allow_qdq_onnx: bool) -> Path | None:
+    """An int8 graph made from this model (IR first, then a Q/DQ ONNX), by model_id or by its source ONNX."""
+    suffixes = (".xml", ".onnx") if allow_qdq_onnx else (".xml",)
+    for suffix in suffixes:
+        for candidate in _onnx_candidates(places):
+            if candidate.suffix != suffix:
+                continue
+            try:
+                sidecar = read_onnx_sidecar(candidate)
+            except DdavsError:
+                continue
+            if sidecar.precision != "int8":
+                continue
+            if identity is not None and sidecar.model_id == identity.model_id and identity_mismatch(sidecar, identity) is None:
+                return candidate
+            if identity is None and source_sha is not None and sidecar.source_onnx_sha256 == source_sha:
+                return candidate
+    return None
+
+
+def openvino_usable() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_choice(graph: Path, named: bool, identity: ModelIdentity | None, backend: str, precision: str, why: str,
+               folder: Path | None = None) -> EngineChoice:
+    """The CPU rule (docs/architecture.md, "Which engine on which machine"; backed by `ddavs-rt bench`):
+
+    int8 on OpenVINO when an int8 file of this model exists and its recorded J&F drop is within
+    INT8_JF_BOUND; else bf16 on OpenVINO when the CPU multiplies bf16 natively (AMX or AVX-512
+    BF16); else fp32 on ONNX Runtime. A pinned backend or precision narrows this, or fails in one
+    line when the machine or the files cannot give it.
+    """
+    from ddavs_rt.engine.openvino_backend import OPENVINO_MISSING, native_bf16
+
+    have_ov = openvino_usable()
+    graph_sidecar = read_onnx_sidecar(graph)
+    if graph_sidecar.precision == "int8":  # the user named an int8 file: it runs as it is
+        if backend in ("auto", "openvino") and have_ov:
+            return EngineChoice("openvino", graph, f"{why}: an int8 graph on openvino", named, "int8", identity)
+        if backend == "openvino":
+            raise DdavsError(OPENVINO_MISSING)
+        return EngineChoice("onnxruntime", graph, f"{why}: an int8 graph on onnxruntime", named, None, identity)
+    places = [graph.parent] + ([folder, folder.parent] if folder is not None else [])
+    if backend == "openvino" and not have_ov:
+        raise DdavsError(OPENVINO_MISSING)
+
+    if precision in ("auto", "int8") and backend in ("auto", "openvino", "onnxruntime"):
+        source_sha = sha256_file(graph)
+        int8 = find_int8(places, identity, source_sha, allow_qdq_onnx=backend == "onnxruntime" or have_ov)
+        if int8 is not None:
+            ok, detail = int8_verified(read_onnx_sidecar(int8))
+            run_on = "onnxruntime" if backend == "onnxruntime" or not have_ov else "openvino"
+            if precision == "int8" or ok:
+                return EngineChoice(run_on, int8, f"{why}: int8 {int8} on {run_on} ({detail})", False,
+                                    "int8" if run_on == "openvino" else None, identity)
+            log.info("not running %s: %s", int8, detail)
+        if precision == "int8":
+            raise CheckpointError(f"{graph}: no int8 file of this model beside it; run `ddavs-rt calibrate --onnx {graph} "
+                                  f"--data DIR --engine {'openvino' if have_ov else 'onnxruntime'}`")
+    if precision == "bf16" or (precision == "auto" and backend in ("auto", "openvino")):
+        if backend in ("auto", "openvino") and have_ov and native_bf16():
+            return EngineChoice("openvino", graph, f"{why}: bf16 on openvino (the CPU has AMX or AVX-512 BF16)", named, "bf16", identity)
+        if precision == "bf16":
+            raise ConfigError("bf16 runs on openvino on a CPU with AMX or AVX-512 BF16; "
+                              + ("this CPU has neither" if have_ov else "openvino is not installed"))
+    if precision == "fp16":
+        raise ConfigError("fp16 is a GPU precision (torch on CUDA, TensorRT); on the CPU pick fp32, bf16 or int8")
+    if backend == "openvino":
+        return EngineChoice("openvino", graph, f"{why}: fp32 on openvino", named, "fp32", identity)
+    return EngineChoice("onnxruntime", graph, f"{why}: fp32 on onnxruntime", named, None, identity)
+
+
+def choose_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, precision: str | None = None,
+                  export: bool = True, cache: Path | None = None) -> EngineChoice:
+    """The one policy that maps (path, backend[:precision], device) to an engine; see the module docstring."""
     path = Path(path)
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    backend, precision = parse_backend(backend, precision)
     kind = path_kind(path)
     identity = checkpoint_identity(path) if kind == "checkpoint" else None
     onnx_sha = sha256_file(path) if kind == "onnx" and backend in ("auto", "tensorrt") else None
     near = [path, path.parent] if kind == "checkpoint" else [path.parent]
+    on_cpu = device is None or device == "cpu"
 
     if backend == "torch":
         if kind != "checkpoint":
             raise ConfigError(f"{path}: the torch backend runs a checkpoint folder, not a {kind} file")
-        return EngineChoice("torch", path, "torch was asked for", True, identity)
+        return EngineChoice("torch", path, "torch was asked for", True, None, identity)
 
     if backend == "tensorrt":
         if kind == "tensorrt":
@@ -250,14 +356,20 @@ def choose_engine(path: str | Path, backend: str = "auto", device: str | None = 
         if found is None:
             source = path if kind == "onnx" else "MODEL.onnx"
             raise CheckpointError(f"{path}: no TensorRT engine built from it; run `ddavs-rt build-engine --onnx {source}`")
-        return EngineChoice("tensorrt", found, f"tensorrt was asked for: {found} was built from this model", False, identity)
+        return EngineChoice("tensorrt", found, f"tensorrt was asked for: {found} was built from this model", False, None, identity)
 
-    if backend == "onnxruntime":
-        if kind == "onnx":
-            return EngineChoice("onnxruntime", path, "onnxruntime was asked for", True)
+    if backend in ("onnxruntime", "openvino"):
         if kind == "tensorrt":
-            raise ConfigError(f"{path}: onnxruntime cannot run a TensorRT engine; pass the .onnx file it was built from")
-        return _onnx_for_checkpoint(path, identity, "onnxruntime was asked for", export=False, cache=cache)  # type: ignore[arg-type]
+            raise ConfigError(f"{path}: {backend} cannot run a TensorRT engine; pass the .onnx file it was built from")
+        if path.suffix == ".xml" and backend == "onnxruntime":
+            raise ConfigError(f"{path}: an OpenVINO IR runs on --backend openvino, not onnxruntime")
+        graph, named, how = (path, True, f"{backend} was asked for") if kind == "onnx" else \
+            _graph_for_checkpoint(path, identity, f"{backend} was asked for", export=False, cache=cache)  # type: ignore[arg-type]
+        if graph is None:
+            raise CheckpointError(how)
+        if backend == "onnxruntime" and device is not None and device.startswith("cuda"):
+            return EngineChoice("onnxruntime", graph, how, named, None, identity)
+        return cpu_choice(graph, named, identity, backend, precision, how, path if kind == "checkpoint" else None)
 
     # ---- auto ----
     if kind == "tensorrt":
@@ -270,52 +382,67 @@ def choose_engine(path: str | Path, backend: str = "auto", device: str | None = 
         if source.suffix == ".onnx" and source.is_file():
             return EngineChoice("onnxruntime", source, f"auto: TensorRT or a GPU is missing, so {source} (the engine's source ONNX) runs on onnxruntime", False)
         raise DdavsError(f"{path}: a TensorRT engine needs TensorRT and an NVIDIA GPU; pass the .onnx file it was built from instead")
-    if tensorrt_usable(device):
-        found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
-        if found is not None:
-            return EngineChoice("tensorrt", found, f"auto: a GPU with TensorRT, and {found} was built from this model", False, identity)
-    if kind == "checkpoint" and cuda_usable(device):
-        return EngineChoice("torch", path, "auto: a CUDA GPU (no TensorRT engine of this model): torch on CUDA", True, identity)
+    if not on_cpu or precision in ("auto", "fp16"):
+        if tensorrt_usable(device):
+            found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
+            if found is not None:
+                return EngineChoice("tensorrt", found, f"auto: a GPU with TensorRT, and {found} was built from this model", False, None, identity)
+        if kind == "checkpoint" and cuda_usable(device):
+            return EngineChoice("torch", path, "auto: a CUDA GPU (no TensorRT engine of this model): torch on CUDA", True, None, identity)
     if kind == "onnx":
-        return EngineChoice("onnxruntime", path, "auto: an ONNX graph on onnxruntime", True)
-    return _onnx_for_checkpoint(path, identity, "auto", export=export, cache=cache)  # type: ignore[arg-type]
+        return cpu_choice(path, True, None, "auto", precision, "auto")
+    graph, named, how = _graph_for_checkpoint(path, identity, "auto", export=export, cache=cache)  # type: ignore[arg-type]
+    if graph is None:
+        if precision not in ("auto", "fp32"):
+            raise CheckpointError(f"{path}: {precision} needs an exported graph and {how}")
+        return EngineChoice("torch", path, f"auto: torch on the CPU ({how})", True, None, identity)
+    return cpu_choice(graph, named, identity, "auto", precision, how, path)
 
 
-def _onnx_for_checkpoint(folder: Path, identity: ModelIdentity, why: str, *, export: bool, cache: Path | None) -> EngineChoice:
+def _graph_for_checkpoint(folder: Path, identity: ModelIdentity, why: str, *, export: bool,
+                          cache: Path | None) -> tuple[Path | None, bool, str]:
+    """(the fp32 ONNX of this checkpoint's model_id, named-by-user flag, how it was found; or None and why not)."""
     beside, stale = find_onnx([folder, folder.parent], identity)
     if beside is not None:
-        return EngineChoice("onnxruntime", beside, f"{why}: {beside}, found beside the checkpoint, has its model_id {identity.model_id}",
-                            False, identity)
+        return beside, False, f"{why}: {beside}, found beside the checkpoint, has its model_id {identity.model_id}"
     if stale:
         log.warning("not using %s", stale)
     cached, how = cached_export(folder, identity, cache, export=export)
     if cached is not None:
-        return EngineChoice("onnxruntime", cached, f"{why}: {how}", False, identity)
+        return cached, False, f"{why}: {how}"
     if why == "auto":
-        return EngineChoice("torch", folder, f"auto: torch on the CPU ({how})", True, identity)
+        return None, True, how
     detail = f" ({stale})" if stale else ""
-    raise CheckpointError(f"{folder}: no ONNX export of this model_id {identity.model_id}{detail}; "
-                          f"run `ddavs-rt export --checkpoint {folder} --out {folder / 'model.onnx'}`")
+    return None, True, (f"{folder}: no ONNX export of this model_id {identity.model_id}{detail}; "
+                        f"run `ddavs-rt export --checkpoint {folder} --out {folder / 'model.onnx'}`")
 
 
-def open_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, export: bool = True,
-                cache: Path | None = None, **options) -> Engine:
-    """Open an engine chosen by `choose_engine`. `options` go to the backend (torch: compile, threads;
-    onnxruntime: threads). The engine's `choice` attribute says what was chosen and why."""
-    choice = choose_engine(path, backend, device, export=export, cache=cache)
-    if not choice.named and choice.target.parent != cache_dir() and choice.target.parent != (cache or cache_dir()):
+BACKEND_OPTIONS = {"torch": ("compile", "threads"), "onnxruntime": ("threads",), "openvino": ("threads", "hint"), "tensorrt": ()}
+
+
+def open_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, precision: str | None = None,
+                export: bool = True, cache: Path | None = None, **options) -> Engine:
+    """Open the engine `choose_engine` picks. `options` (threads, hint, compile) go to the backends that
+    take them; the others ignore them. The engine's `choice` attribute says what was chosen and why."""
+    choice = choose_engine(path, backend, device, precision=precision, export=export, cache=cache)
+    if not choice.named and choice.target.parent not in (cache_dir(), cache or cache_dir()):
         log.warning("%s", choice.reason)  # a file the user did not name, outside our cache
     else:
         log.info("%s", choice.reason)
     log.info("backend %s -> %s (%s)", backend, choice.backend, choice.target)
+    given = {key: value for key, value in options.items() if key in BACKEND_OPTIONS[choice.backend] and value is not None}
     if choice.backend == "torch":
         from ddavs_rt.engine.torch_backend import TorchEngine
 
-        engine: Engine = TorchEngine(choice.target, device=device, **options)
+        engine: Engine = TorchEngine(choice.target, device=device, **given)
     elif choice.backend == "onnxruntime":
         from ddavs_rt.engine.ort_backend import OrtEngine
 
-        engine = OrtEngine(choice.target, device=device, expected=choice.identity, **options)
+        engine = OrtEngine(choice.target, device=device, expected=choice.identity, **given)
+    elif choice.backend == "openvino":
+        from ddavs_rt.engine.openvino_backend import OpenVinoEngine
+
+        engine = OpenVinoEngine(choice.target, device="cpu", precision=choice.precision, expected=choice.identity, **given)
     else:
         from ddavs_rt.engine.tensorrt_backend import TensorRTEngine
 

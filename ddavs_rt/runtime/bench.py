@@ -130,7 +130,8 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "--engine", dest="engine", help="model (default: the shipped model)")
-    parser.add_argument("--backend", default="onnxruntime", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    parser.add_argument("--backend", default="onnxruntime", metavar="BACKEND[:PRECISION]",
+                        help="auto, torch, onnxruntime, openvino or tensorrt, optionally :fp32/bf16/int8 (default onnxruntime)")
     parser.add_argument("--streams", type=int, default=1, help="synthetic live streams")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the measured pass")
     parser.add_argument("--overhead-seconds", type=float, default=20.0, help="length of the zero-cost pass")

@@ -56,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eng = parser.add_argument_group("engine")
     eng.add_argument("--checkpoint", "--engine", dest="engine", metavar="PATH",
                      help="checkpoint folder, .onnx file or TensorRT engine (default: the shipped model)")
-    eng.add_argument("--backend", choices=["auto", "torch", "onnxruntime", "tensorrt"], help="inference backend")
+    eng.add_argument("--backend", metavar="BACKEND[:PRECISION]",
+                     help="auto (default), torch, onnxruntime, openvino or tensorrt, optionally pinned to a precision: "
+                          "openvino:bf16, openvino:int8, onnxruntime:fp32 ...")
+    eng.add_argument("--threads", type=int, metavar="N", help="CPU engine threads (default: physical cores)")
     run = parser.add_argument_group("runtime")
     run.add_argument("--config", metavar="YAML", help="runtime config (see pipelines/*.yaml)")
     run.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
@@ -106,7 +109,7 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
         sources.append(MediaSourceConfig(id=f"file{i}", location=path, loop=args.loop, mic=args.mic))
     data["sources"] = [s.model_dump() for s in sources]
     overrides = {
-        "engine": args.engine, "backend": args.backend, "publish": args.publish, "duration_s": args.duration,
+        "engine": args.engine, "backend": args.backend, "engine_threads": args.threads, "publish": args.publish, "duration_s": args.duration,
         "max_batch": args.max_batch, "audio_offset_s": args.audio_offset, "stats_interval_s": args.stats_interval,
         "metrics": args.metrics, "curve_keys": args.curve_keys, "record": args.record,
         "record_rotate_mb": args.record_rotate_mb, "record_rotate_s": args.record_rotate_s,
@@ -198,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cluster(config, args)
     engine_path = resolve_engine_path(config)
-    engine = open_engine(engine_path, backend=config.backend)  # the one backend policy: ddavs_rt.engine.open
+    engine = open_engine(engine_path, backend=config.backend, threads=config.engine_threads,
+                         hint=config.engine_hint)  # the one backend policy: ddavs_rt.engine.open
     if engine.choice is not None:
         print(f"ddavs-rt: {engine.choice.reason}", flush=True)
     stop = threading.Event()

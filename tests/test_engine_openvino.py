@@ -1,0 +1,120 @@
+"""OpenVINO backend and the CPU rule of `--backend auto`: real exports, real OpenVINO and ONNX Runtime sessions.
+
+The policy tests give `choose_engine` real files whose sidecars say what they are (a copy of the
+fp32 export labelled int8 stands in for an int8 file: the policy reads sidecars only and never
+opens it); the engine tests compile real graphs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddavs_rt.atomic import sha256_file
+from ddavs_rt.engine import choose_engine, open_engine, read_onnx_sidecar, sidecar_path, write_sidecar
+from ddavs_rt.engine.machine import cpu_flags
+from ddavs_rt.errors import CheckpointError, ConfigError
+
+openvino = pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'ddavs-rt[openvino]')")
+
+from ddavs_rt.engine.openvino_backend import OpenVinoEngine, native_bf16  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, checkpoint):
+    from ddavs_rt.engine.export import export_checkpoint
+
+    return export_checkpoint(checkpoint, tmp_path_factory.mktemp("ov") / "tiny.onnx", batch=(1, 3))
+
+
+def _inputs(size: int, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+            (rng.random((batch, 16000), dtype=np.float32) * 2 - 1) * 0.5)
+
+
+def _labelled_int8(exported: Path, folder: Path, accuracy: dict | None) -> Path:
+    """A file whose sidecar says int8, made from `exported` (the policy reads sidecars only)."""
+    target = folder / "tiny.int8.onnx"
+    shutil.copy(exported, target)
+    sidecar = read_onnx_sidecar(exported)
+    calibration = {"method": "test"} | ({"accuracy": accuracy} if accuracy else {})
+    write_sidecar(target, sidecar.model_copy(update={"precision": "int8", "calibration": calibration,
+                                                     "source_onnx_sha256": sha256_file(exported)}))
+    return target
+
+
+def test_openvino_fp32_equals_onnxruntime_fp32(exported):
+    ov_engine = open_engine(exported, backend="openvino", threads=1)
+    ort_engine = open_engine(exported, backend="onnxruntime", threads=1)
+    assert (ov_engine.spec.backend, ov_engine.spec.precision) == ("openvino", "fp32")
+    assert ov_engine.spec.model_id == ort_engine.spec.model_id == read_onnx_sidecar(exported).model_id
+    size = ov_engine.spec.input_size[0]
+    for batch in (1, 3, 5):  # 5 > batch_max 3: split into chunks like every backend
+        frames, audio = _inputs(size, batch, seed=batch)
+        got, want = ov_engine.infer(frames, audio), ort_engine.infer(frames, audio)
+        assert got.shape == want.shape == (batch, 1, size, size)
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-3)
+
+
+def test_openvino_refuses_a_sidecar_that_does_not_match_its_model(exported, tmp_path):
+    copy = tmp_path / "m.onnx"
+    shutil.copy(exported, copy)
+    data = json.loads(sidecar_path(exported).read_text())
+    data["bank_sha256"] = "b" * 64  # the model_id no longer hashes to these checksums
+    sidecar_path(copy).write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="refused") as error:
+        OpenVinoEngine(copy, threads=1)
+    assert "\n" not in str(error.value)
+
+
+def test_bf16_only_where_the_cpu_multiplies_bf16(exported):
+    assert native_bf16() == bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    if native_bf16():
+        choice = choose_engine(exported, "auto")
+        assert (choice.backend, choice.precision) == ("openvino", "bf16")
+        assert open_engine(exported, "openvino:bf16", threads=1).spec.precision == "bf16"
+    else:
+        with pytest.raises(ConfigError, match="AMX or AVX-512 BF16") as error:
+            choose_engine(exported, "openvino:bf16")
+        assert "\n" not in str(error.value)
+        with pytest.raises(ConfigError, match="AMX or AVX-512 BF16"):
+            OpenVinoEngine(exported, precision="bf16", threads=1)
+        choice = choose_engine(exported, "auto")
+        assert (choice.backend, choice.precision) == ("onnxruntime", None) and "fp32 on onnxruntime" in choice.reason
+
+
+def test_auto_runs_int8_only_when_its_accuracy_was_checked_within_the_bound(exported, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    graph = folder / "tiny.onnx"
+    shutil.copy(exported, graph)
+    shutil.copy(sidecar_path(exported), sidecar_path(graph))
+    with pytest.raises(CheckpointError, match="ddavs-rt calibrate"):
+        choose_engine(graph, "auto:int8")  # pinned int8 and no int8 file: say how to make one
+    fp32_rule = choose_engine(graph, "auto")
+    int8 = _labelled_int8(graph, folder, accuracy=None)  # never checked: not picked by auto
+    assert choose_engine(graph, "auto") == fp32_rule
+    pinned = choose_engine(graph, "auto:int8")  # pinned: the user accepts the unchecked file
+    assert pinned.target == int8 and pinned.backend == "openvino" and pinned.precision == "int8"
+    assert "never checked" in pinned.reason
+    _labelled_int8(graph, folder, accuracy={"jf_drop": 0.02, "jf_fp32": 0.88, "jf_int8": 0.86, "clips": 300})
+    assert choose_engine(graph, "auto") == fp32_rule  # outside the 0.01 bound
+    _labelled_int8(graph, folder, accuracy={"jf_drop": 0.004, "jf_fp32": 0.882, "jf_int8": 0.878, "clips": 300})
+    chosen = choose_engine(graph, "auto")
+    assert (chosen.target, chosen.backend, chosen.precision) == (int8, "openvino", "int8")
+    assert "0.878" in chosen.reason and chosen.named is False
+    assert choose_engine(graph, "auto:fp32") == fp32_rule  # a pinned precision wins over the rule
+    assert choose_engine(graph, "onnxruntime").backend == "onnxruntime"
+
+
+def test_backend_and_precision_are_validated_in_one_line(exported):
+    for spec, message in (("openvinoo", "choose one of"), ("openvino:int4", "precision 'int4'"),
+                          ("auto:fp16", "GPU precision")):
+        with pytest.raises((ConfigError, CheckpointError), match=message) as error:
+            choose_engine(exported, spec, "cpu")
+        assert "\n" not in str(error.value)

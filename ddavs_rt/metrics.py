@@ -35,7 +35,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # the torch-free runtime install: the binary J / F below fall back to numpy
+    torch = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +67,58 @@ def _check_batch(logits: torch.Tensor, masks: torch.Tensor) -> None:
         )
 
 
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    return (np.float32(1) / (np.float32(1) + np.exp(-x, dtype=np.float32))).astype(np.float32)
+
+
+def _np_avsbench_j(logits: np.ndarray, masks: np.ndarray) -> float:
+    """avsbench_j in numpy float32, for an install without torch (the same rule, line by line)."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    masks = np.ascontiguousarray(masks, dtype=np.float32)
+    if logits.ndim != 3 or logits.shape != masks.shape:
+        raise ValueError(f"expected logits and masks of one shape [N, H, W], got {logits.shape} and {masks.shape}")
+    n, h, w = logits.shape
+    if n == 0:
+        raise ValueError("avsbench_j needs at least one frame")
+    pred = (_np_sigmoid(logits) > 0.5).astype(np.float32)
+    inter = (pred * masks).sum(axis=(1, 2), dtype=np.float32)
+    union = np.maximum(pred, masks).sum(axis=(1, 2), dtype=np.float32)
+    empty = masks.sum(axis=(1, 2)) == 0
+    inter = np.where(empty, ((1 - masks) * (1 - pred)).sum(axis=(1, 2), dtype=np.float32), inter)
+    union = np.where(empty, np.float32(h * w), union)
+    return float(np.sum(inter / (union + np.float32(J_EPS)), dtype=np.float32) / n)
+
+
+def _np_avsbench_f_curves(logits: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """avsbench_f_curves in numpy float32, for an install without torch."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    masks = np.ascontiguousarray(masks, dtype=np.float32)
+    if logits.ndim != 3 or logits.shape != masks.shape:
+        raise ValueError(f"expected logits and masks of one shape [N, H, W], got {logits.shape} and {masks.shape}")
+    n = logits.shape[0]
+    prob = _np_sigmoid(logits).reshape(n, -1)
+    gt = masks.reshape(n, -1) > 0
+    thresholds = np.linspace(0, 1 - 1e-10, F_THRESHOLDS).astype(np.float32)
+    curves = np.zeros((n, F_THRESHOLDS), dtype=np.float32)
+    counted = masks.reshape(n, -1).mean(axis=1) != 0
+    for i in range(n):
+        if not counted[i]:
+            continue
+        sorted_all, sorted_fg = np.sort(prob[i]), np.sort(prob[i][gt[i]])
+        predicted = (sorted_all.size - np.searchsorted(sorted_all, thresholds, side="left")).astype(np.float32)
+        tp = (sorted_fg.size - np.searchsorted(sorted_fg, thresholds, side="left")).astype(np.float32)
+        precision = tp / (predicted + np.float32(F_EPS))
+        recall = tp / (np.float32(gt[i].sum()) + np.float32(F_EPS))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = (1 + np.float32(F_BETA2)) * precision * recall / (np.float32(F_BETA2) * precision + recall)
+        curves[i] = np.nan_to_num(f, nan=0.0)
+    return curves, counted
+
+
 def avsbench_j(logits: Any, masks: Any) -> float:
     """Batch J (mask IoU) of logits [N, H, W] against {0, 1} masks [N, H, W], TPAVI rule."""
+    if torch is None:
+        return _np_avsbench_j(logits, masks)
     logits_t, masks_t = _as_float32(logits), _as_float32(masks)
     _check_batch(logits_t, masks_t)
     n, h, w = logits_t.shape
@@ -86,6 +140,8 @@ def avsbench_f_curves(logits: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
     Counting `p >= th` for all thresholds at once: sort the probabilities and binary-search each
     threshold, which gives the same counts as comparing every pixel with every threshold.
     """
+    if torch is None:
+        return _np_avsbench_f_curves(logits, masks)
     logits_t, masks_t = _as_float32(logits), _as_float32(masks)
     _check_batch(logits_t, masks_t)
     n = logits_t.shape[0]
@@ -113,6 +169,8 @@ def avsbench_f(logits: Any, masks: Any) -> float:
     curves, counted = avsbench_f_curves(logits, masks)
     if not counted.any():
         return 0.0
+    if torch is None:
+        return float((curves[counted].sum(axis=0, dtype=np.float32) / int(counted.sum())).max())
     mean_curve = torch.from_numpy(curves[counted]).sum(dim=0) / int(counted.sum())  # [255]
     return float(mean_curve.max())
 

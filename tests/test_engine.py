@@ -55,8 +55,14 @@ def test_auto_picks_torch_for_a_bare_checkpoint_then_onnxruntime_once_exported(b
     engine = open_engine(bare, device="cpu", export=False, cache=tmp_path / "cache")
     assert engine.spec.backend == "onnxruntime"
     assert engine.path == bare / "whatever.onnx"
-    assert engine.choice.named is False and "whatever.onnx" in engine.choice.reason
-    assert any(r.levelno == logging.WARNING and "whatever.onnx" in r.getMessage() for r in caplog.records)
+    assert "whatever.onnx" in engine.choice.reason and "in the checkpoint folder" in engine.choice.reason
+    # a sibling file (beside the folder, not in it) the user did not name: run, but said as a warning
+    (bare / "whatever.onnx").rename(tmp_path / "sibling.onnx")
+    sidecar_path(bare / "whatever.onnx").rename(sidecar_path(tmp_path / "sibling.onnx"))
+    caplog.clear()
+    engine = open_engine(bare, device="cpu", export=False, cache=tmp_path / "cache")
+    assert engine.path == tmp_path / "sibling.onnx" and engine.choice.named is False
+    assert any(r.levelno == logging.WARNING and "sibling.onnx" in r.getMessage() for r in caplog.records)
 
 
 def test_an_export_of_another_checkpoint_is_not_picked(built, tmp_path):

@@ -79,9 +79,10 @@ def describe_machine() -> dict[str, Any]:
     import numpy
     import onnxruntime
 
-    torch = None
-    if importlib.util.find_spec("torch") is not None:  # the torch-free runtime install has none
+    try:
         import torch
+    except ImportError:  # the torch-free runtime install has none
+        torch = None
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -122,11 +123,12 @@ def machine_slug() -> str:
     import importlib.util
 
     name = cpu_model()
-    if importlib.util.find_spec("torch") is not None:
+    try:
         import torch
-
-        if torch.cuda.is_available():
-            name = torch.cuda.get_device_name(0)
+    except ImportError:  # the torch-free runtime install
+        torch = None
+    if torch is not None and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
     keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
     return "-".join(part for part in keep.split("-") if part)[:48] or "machine"
 

@@ -77,7 +77,10 @@ def path_kind(path: Path) -> str:
 
 
 def torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # an import hook that refuses torch (a torch-free deployment, or its test)
+        return False
 
 
 def cuda_usable(device: str | None) -> bool:
@@ -404,7 +407,9 @@ def _graph_for_checkpoint(folder: Path, identity: ModelIdentity, why: str, *, ex
     """(the fp32 ONNX of this checkpoint's model_id, named-by-user flag, how it was found; or None and why not)."""
     beside, stale = find_onnx([folder, folder.parent], identity)
     if beside is not None:
-        return beside, False, f"{why}: {beside}, found beside the checkpoint, has its model_id {identity.model_id}"
+        inside = beside.parent == folder  # part of the folder the user named (a shipped export) or a sibling
+        where = "in the checkpoint folder" if inside else "beside the checkpoint"
+        return beside, inside, f"{why}: {beside}, found {where}, has its model_id {identity.model_id}"
     if stale:
         log.warning("not using %s", stale)
     cached, how = cached_export(folder, identity, cache, export=export)

@@ -61,15 +61,28 @@ def test_stream_serves_the_newest_frame_and_counts_the_ones_it_replaced() -> Non
     assert stream.take() is None  # nothing queued behind it
 
 
-def _run_runtime(runtime: Runtime, seconds: float) -> None:
+def _run_runtime(runtime: Runtime, seconds: float, until=None) -> None:
+    """Run for `seconds`, or, with `until`, until `until()` holds (checked every 0.1 s; `seconds`
+    is then only the cap), so that a starved machine slows the test instead of failing it."""
     stop = threading.Event()
     runtime.start()
     timer = threading.Timer(seconds, stop.set)
     timer.start()
+    watcher = None
+    if until is not None:
+        def watch() -> None:
+            while not stop.wait(0.1):
+                if until():
+                    stop.set()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
     try:
         runtime.run(stop)
     finally:
+        stop.set()
         timer.cancel()
+        if watcher is not None:
+            watcher.join(5)
 
 
 def test_file_replay_windows_hold_the_tone_where_the_clip_has_it(checkpoint: Path, tmp_path: Path) -> None:
@@ -120,7 +133,10 @@ def test_two_streams_share_one_engine_in_batches(checkpoint: Path) -> None:
     )
     runtime = Runtime(config, engine)
     try:
-        _run_runtime(runtime, 3.0)
+        def both_served() -> bool:
+            return all(h.processed > 5 for h in runtime.health()) and any(len(f) == 2 for f, _ in list(engine.calls))
+
+        _run_runtime(runtime, 90.0, until=both_served)
         health = {h.stream_id: h for h in runtime.health()}
     finally:
         runtime.close()

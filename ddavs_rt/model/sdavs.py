@@ -94,7 +94,9 @@ class SpatialTemporalChannelEnhancer(nn.Module):
         clip = x.unsqueeze(2)  # [B, D, T=1, h, w]
         clip = self.pointwise(self.depthwise(clip))  # [B, A, 1, h, w]
         if self.pool > 1:
-            clip = F.avg_pool3d(clip, kernel_size=(1, self.pool, self.pool), stride=(1, self.pool, self.pool))
+            # T = 1, so a 2-D pool of the one time step is the (1, pool, pool) 3-D pool; the CPU has
+            # no fp16 avg_pool3d kernel, and the .half() path must run on the CPU too
+            clip = F.avg_pool2d(clip.squeeze(2), self.pool).unsqueeze(2)  # [B, A, 1, h', w']
         clip = self.car(clip)
         return self.norm(clip.flatten(2).transpose(1, 2))
 

@@ -62,8 +62,9 @@ def open_client(address: DaskAddress, workers_hint: int, resources: dict[str, fl
     from distributed import Client, LocalCluster
 
     if address.local_workers is not None:
-        cluster = LocalCluster(n_workers=address.local_workers, threads_per_worker=max(2, workers_hint),
-                               processes=True, host="127.0.0.1", dashboard_address=None,
+        # local:N is this machine only: scheduler and workers on loopback, no dashboard
+        cluster = LocalCluster(host="127.0.0.1", dashboard_address=None, n_workers=address.local_workers,
+                               threads_per_worker=max(2, workers_hint), processes=True,
                                resources=resources or None)
         return Client(cluster), cluster
     try:

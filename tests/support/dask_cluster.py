@@ -1,8 +1,8 @@
 """A real Dask cluster for tests: `dask scheduler` and `dask worker` processes on 127.0.0.1.
 
-Every process binds 127.0.0.1 (its comm port and the HTTP port it opens even without a
-dashboard, which otherwise listens on 0.0.0.0:8787) and is ended by its PID. Workers run without
-a nanny, so killing a worker's PID kills the worker itself (a nanny would start it again).
+Every process binds 127.0.0.1 (its comm port, and the HTTP port it opens even without a
+dashboard: `--dashboard-address 127.0.0.1:0`, or Dask would listen on every interface) and is
+ended by its PID. Workers run without a nanny, so killing a worker's PID kills the worker itself (a nanny would start it again).
 """
 
 from __future__ import annotations

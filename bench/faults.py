@@ -242,38 +242,9 @@ def exit_camera_dies(ctx: Context) -> dict:
 def _camera_child(argv: list[str]) -> int:
     """The CLI with cv2.VideoCapture replaced by a camera that dies after 50 frames."""
     import cv2
+    from support.dying_camera import dying_camera
 
-    class DyingCamera:
-        frames = 50
-        alive = True
-
-        def __init__(self, _device: object) -> None:
-            self._open = DyingCamera.alive
-
-        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
-            return self._open
-
-        def set(self, *_args: object) -> bool:
-            return True
-
-        def get(self, _prop: int) -> float:
-            return 0.0
-
-        def grab(self) -> bool:
-            if DyingCamera.frames <= 0:
-                DyingCamera.alive = False
-                return False
-            DyingCamera.frames -= 1
-            time.sleep(0.04)
-            return True
-
-        def retrieve(self):
-            return True, np.full((96, 160, 3), 80, dtype=np.uint8)
-
-        def release(self) -> None:
-            pass
-
-    cv2.VideoCapture = DyingCamera
+    cv2.VideoCapture = dying_camera(frames=50, interval_s=0.04)
     from ddavs_rt.cli import main
 
     return main(argv)

@@ -19,6 +19,7 @@ from ddavs_rt.config import MediaSourceConfig, RuntimeConfig
 from ddavs_rt.engine import open_engine
 from ddavs_rt.publish.subscriber import Subscriber
 from ddavs_rt.runtime.runner import EXIT_TRANSIENT_FAULT, Runtime
+from support.dying_camera import dying_camera
 from support.media import write_test_clip
 from support.pulse import write_wav
 from support.rtsp_server import RtspServer, free_port, system_rtsp_available
@@ -96,40 +97,6 @@ def test_one_of_two_rtsp_servers_killed_and_restarted(checkpoint: Path) -> None:
     assert len(times_b) >= 5 and max(np.diff(times_b)) < 2.0, "the other stream stalled during the outage"
 
 
-class _DyingCamera:
-    """cv2.VideoCapture's interface: `frames` grabs succeed, then the camera is gone for good
-    (every grab fails, and reopening fails) - a camera unplugged or losing power."""
-
-    frames = 40
-    alive = True
-
-    def __init__(self, _device: object) -> None:
-        self._open = _DyingCamera.alive
-
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
-        return self._open
-
-    def set(self, *_args: object) -> bool:
-        return True
-
-    def get(self, _prop: int) -> float:
-        return 0.0
-
-    def grab(self) -> bool:
-        if _DyingCamera.frames <= 0:
-            _DyingCamera.alive = False
-            return False
-        _DyingCamera.frames -= 1
-        time.sleep(0.05)
-        return True
-
-    def retrieve(self):
-        return True, np.full((96, 160, 3), 80, dtype=np.uint8)
-
-    def release(self) -> None:
-        pass
-
-
 def test_a_camera_that_dies_beside_a_live_microphone_ends_the_process_non_zero(
     pulse_server, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,12 +104,13 @@ def test_a_camera_that_dies_beside_a_live_microphone_ends_the_process_non_zero(
 
     from ddavs_rt.cli import main
 
-    monkeypatch.setattr(cv2, "VideoCapture", _DyingCamera)
+    camera = dying_camera(frames=40, interval_s=0.05)
+    monkeypatch.setattr(cv2, "VideoCapture", camera)
     began = time.monotonic()
     code = main(["--camera", "test-camera", "--mic", "pulse", "--checkpoint", str(checkpoint), "--backend", "torch",
                  "--publish", f"tcp://127.0.0.1:{free_port()}", "--reconnect", "2", "--duration", "300"])
     assert code == EXIT_TRANSIENT_FAULT
-    assert _DyingCamera.frames == 0 and not _DyingCamera.alive  # it did run, then died
+    assert camera.frames == 0 and not camera.alive  # it did run, then died
     assert time.monotonic() - began < 200  # it ended on its own, long before --duration
 
 

@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ddavs_rt.errors import DdavsError
+from ddavs_rt.runtime.metrics_endpoint import MetricsEndpoint
 
 
 class ShardReports:
@@ -70,35 +70,9 @@ class ClusterCollector(Collector):
         yield age
 
 
-class ClusterMetrics:
+class ClusterMetrics(MetricsEndpoint):
     """The HTTP endpoint over `ShardReports`; `text()` renders what a scrape sees."""
 
     def __init__(self, reports: ShardReports) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__(CollectorRegistry())
         self.registry.register(ClusterCollector(reports))
-        self._server = None
-        self._thread = None
-        self.address: tuple[str, int] | None = None
-
-    def serve(self, host: str, port: int) -> tuple[str, int]:
-        try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as error:
-            raise DdavsError(f"cannot serve metrics on {host}:{port} ({error.strerror or error}); "
-                             "pick another --metrics port") from None
-        self.address = (host, self._server.server_address[1])
-        return self.address
-
-    def text(self) -> str:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry).decode("utf-8")
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None

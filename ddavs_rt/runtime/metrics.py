@@ -22,11 +22,9 @@ without side effects; histograms are fed by the scheduler's `on_batch` / `on_sen
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -34,6 +32,7 @@ from ddavs_rt.capture.base import SourceState
 from ddavs_rt.capture.urls import redact_url
 from ddavs_rt.errors import DdavsError
 from ddavs_rt.publish.schema import FrameHeader
+from ddavs_rt.runtime.metrics_endpoint import MetricsEndpoint
 from ddavs_rt.runtime.scheduler import Scheduler
 from ddavs_rt.runtime.stream import Stream
 
@@ -117,11 +116,11 @@ class _StreamCounters(Collector):
         yield failed_batches
 
 
-class RuntimeMetrics:
+class RuntimeMetrics(MetricsEndpoint):
     """Metrics of one runtime: `attach()` hooks the scheduler, `serve(host, port)` starts HTTP."""
 
     def __init__(self, streams: list[Stream], scheduler: Scheduler) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__(CollectorRegistry())
         self.registry.register(_StreamCounters(streams, scheduler))
         self.capture_to_sent = Histogram(
             "ddavs_capture_to_sent_seconds", "capture to the message's send having returned (observed after the "
@@ -133,9 +132,6 @@ class RuntimeMetrics:
         self.inference = Histogram("ddavs_inference_seconds", "engine time per batch", buckets=LATENCY_BUCKETS_S,
                                    registry=self.registry)
         self.scheduler = scheduler
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-        self.address: tuple[str, int] | None = None
 
     def attach(self) -> None:
         self.scheduler.on_batch.append(self.on_batch)
@@ -151,29 +147,3 @@ class RuntimeMetrics:
 
     def on_published(self, stream_id: str, header: FrameHeader, _mask_png: bytes, _overlay: bytes | None) -> None:
         self.capture_to_infer.labels(_label(stream_id)).observe(header.latency.capture_to_infer_ms / 1000.0)
-
-    def serve(self, host: str, port: int) -> tuple[str, int]:
-        """Start the HTTP endpoint (a daemon thread); returns the bound (host, port)."""
-        try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as error:
-            raise DdavsError(f"cannot serve metrics on {host}:{port} ({error.strerror or error}); "
-                             "pick another --metrics port") from None
-        self.address = (host, self._server.server_address[1])
-        log.info("metrics on http://%s:%d/metrics", *self.address)
-        return self.address
-
-    def text(self) -> str:
-        """The exposition text, as a scrape would see it."""
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry).decode("utf-8")
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None

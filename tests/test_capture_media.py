@@ -137,7 +137,7 @@ def test_file_without_video_is_a_source_error(tmp_path):
         frame.sample_rate = 16000
         out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-    with pytest.raises(SourceError, match="has no video track"):
+    with pytest.raises(SourceError, match="has no video stream"):
         MediaSource(path, "f").start()
 
 

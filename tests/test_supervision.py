@@ -208,3 +208,102 @@ def test_sigterm_closes_every_recording_segment(checkpoint: Path, tmp_path: Path
     frames = [frame for segment in segments for frame in read_segment(segment)]
     seqs = [header.seq for header, _ in frames]
     assert len(frames) >= 20 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+# ------------------------------------------------------------------------------ undecodable files
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The CLI's single error line (asserting there is exactly one and nothing else reports it)."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ddavs-rt: error:")]
+    assert len(errors) == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+def test_an_audio_only_file_passed_as_video_exits_2_naming_what_it_holds(tmp_path: Path, checkpoint: Path) -> None:
+    path = tmp_path / "speech.m4a"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="mono")
+        for _ in range(20):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    result, _ = _run_cli(["--file", str(path)], checkpoint, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert str(path) in line and "has no video stream" in line and "audio (aac)" in line, line
+    assert "publishing on" not in result.stdout
+
+
+def test_a_video_codec_this_ffmpeg_cannot_decode_exits_2_naming_the_file(tmp_path: Path, checkpoint: Path) -> None:
+    # A real AVI written by PyAV (MPEG-4 Part 2, FourCC FMP4), then its FourCC rewritten to one no
+    # FFmpeg decoder claims: the container is intact, the codec is unknown to this build. (Every
+    # video codec PyAV can write here has a decoder or no demuxer; checked with av.codecs_available.)
+    written = tmp_path / "mpeg4.avi"
+    with av.open(str(written), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            image = np.full((48, 64, 3), i * 20, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data = written.read_bytes()
+    assert data.count(b"FMP4") == 2  # the stream header's handler and the format's compression
+    path = tmp_path / "unknown-codec.avi"
+    path.write_bytes(data.replace(b"FMP4", b"QZQZ"))
+    with av.open(str(path)) as probe:  # the premise: a video stream FFmpeg has no decoder for
+        assert len(probe.streams.video) == 1 and probe.streams.video[0].codec_context is None
+        with pytest.raises(av.error.DecoderNotFoundError):
+            next(probe.decode(video=0))
+    result, _ = _run_cli(["--file", str(path)], checkpoint, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    line = _one_error_line(result)
+    assert str(path) in line and "has no decoder in this FFmpeg build" in line and "re-encode" in line, line
+
+
+def _eperm_corrupted_clip(tmp_path: Path) -> Path:
+    """An MP4 with random bytes over a quarter of its middle, such that FFmpeg's AAC decoder
+    answers some of its packets with EPERM (PyAV: av.error.PermissionError)."""
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=3.0, fps=25)
+    data = clip.path.read_bytes()
+    n = len(data)
+    noise = np.random.default_rng(0).integers(0, 256, n // 4, dtype=np.uint8).tobytes()
+    bad = tmp_path / "random-bytes.mp4"
+    bad.write_bytes(data[: n // 2] + noise + data[n // 2 + n // 4:])
+    return bad
+
+
+def test_a_randomly_corrupted_file_says_corrupt_and_what_to_do_not_permission_error(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    bad = _eperm_corrupted_clip(tmp_path)
+    errors: set[type] = set()
+    with av.open(str(bad)) as probe:  # the premise: FFmpeg itself reports EPERM on this file
+        for packet in probe.demux(*probe.streams):
+            try:
+                packet.decode()
+            except av.error.FFmpegError as error:
+                errors.add(type(error))
+    assert av.error.PermissionError in errors, errors
+    result, _ = _run_cli(["--file", str(bad)], checkpoint, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    lines = _fault_lines(result, str(bad))
+    assert len(lines) == 1, result.stderr
+    assert "is corrupt" in lines[0] and "replace it with a good copy" in lines[0], lines[0]
+    assert "PermissionError" not in result.stderr and "not permitted" not in result.stderr, result.stderr
+    assert "publishing on" in result.stdout  # it played what decodes before the fault
+
+
+def test_a_truncated_file_says_truncated_and_what_to_do(tmp_path: Path, checkpoint: Path) -> None:
+    clip = write_test_clip(tmp_path / "clip.mkv", seconds=3.0, fps=25)  # Matroska: duration in the header
+    data = clip.path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    result, _ = _run_cli(["--file", str(cut)], checkpoint, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    lines = _fault_lines(result, str(cut))
+    assert len(lines) == 1 and "is truncated" in lines[0] and "replace it with a good copy" in lines[0], result.stderr

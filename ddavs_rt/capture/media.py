@@ -19,12 +19,17 @@
   microphone uses (the runtime's `--mic` with `--file`/`--rtsp`).
 - Files: `realtime=True` paces frames at the recorded rate (replay); `loop=True` plays forever.
   A file that fails mid-way (a read error, packets that do not decode, video that stops well
-  before the duration the file declares) ends the source with a permanent fault, not a clean end.
+  before the duration the file declares) ends the source with a permanent fault, not a clean end,
+  with a message that says "corrupt" or "truncated" and what to do (never FFmpeg's errno name: its
+  AAC decoder answers some corrupt packets with EPERM). An input with no video stream, or whose
+  video (or used audio) stream's codec has no decoder in this FFmpeg build, is a permanent fault
+  at open, naming what the input holds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -42,6 +47,22 @@ log = logging.getLogger(__name__)
 DISCONTINUITY_S = 0.1  # an audio frame this far from where the previous one ended starts anew
 RTSP_PROBE_S = 0.5  # stream analysis on opening an RTSP URL (FFmpeg's default is 5 s)
 TRUNCATED_S = 1.0  # a file whose video ends this long before its declared duration was cut short
+
+
+REPLACE_HINT = "replace it with a good copy, or re-encode what still plays (e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`)"
+
+
+def _ffmpeg_version() -> str:
+    info = getattr(av, "ffmpeg_version_info", None)
+    return str(info) if info else "unknown version"
+
+
+def _stream_label(stream) -> str:
+    """'audio (aac)', 'data', 'video (unknown codec)' for messages."""
+    context = stream.codec_context
+    if stream.type in ("audio", "video"):
+        return f"{stream.type} ({context.name if context is not None else 'unknown codec'})"
+    return str(stream.type)
 
 
 class MediaSource(Source):
@@ -113,6 +134,8 @@ class MediaSource(Source):
         if not self.network and not Path(self.location).is_file():
             what = "is a folder, not a media file" if Path(self.location).is_dir() else "does not exist"
             raise SourceError(f"media file '{self.location}' {what}; check the path")
+        if not self.network and not os.access(self.location, os.R_OK):
+            raise SourceError(f"{self.describe()} cannot be read: permission denied; check its permissions")
         if self.network:
             self._check_url()
         try:
@@ -160,9 +183,11 @@ class MediaSource(Source):
             raise self._open_error(error, timed_out=self.network and timed_out) from None
         if self._startup_error is not None:
             self._startup_error = None
-        if not container.streams.video:
+        try:
+            self._check_decodable(container)
+        except SourceError:
             container.close()
-            raise SourceError(f"{self.describe()} has no video track; ddavs-rt needs video (audio alone cannot be segmented)")
+            raise
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         rate = video.average_rate or video.guessed_rate or video.base_rate
@@ -191,6 +216,27 @@ class MediaSource(Source):
             f", audio {audio.codec_context.sample_rate} Hz" if audio is not None else ", no audio",
         )
 
+    def _check_decodable(self, container: av.container.InputContainer) -> None:
+        """Permanent faults of the input's streams: no video stream at all, or a video (or used
+        audio) stream whose codec this FFmpeg build cannot decode (PyAV gives it no codec context)."""
+        name = self.describe()
+        if not container.streams.video:
+            held = ", ".join(_stream_label(s) for s in container.streams) or "no streams at all"
+            raise SourceError(
+                f"{name} has no video stream (it holds: {held}); ddavs-rt needs video (audio alone cannot be "
+                "segmented); pass a file or stream with video"
+            )
+        if container.streams.video[0].codec_context is None:
+            raise SourceError(
+                f"{name}: its video stream's codec has no decoder in this FFmpeg build (FFmpeg {_ffmpeg_version()}) "
+                "or the stream header is corrupt; re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
+            )
+        if self.audio_enabled and container.streams.audio and container.streams.audio[0].codec_context is None:
+            raise SourceError(
+                f"{name}: its audio stream's codec has no decoder in this FFmpeg build (FFmpeg {_ffmpeg_version()}) "
+                "or the stream header is corrupt; re-encode the audio, e.g. `ffmpeg -i IN -c:v copy -c:a aac OUT.mp4`"
+            )
+
     def _open_error(self, error: Exception, timed_out: bool = False) -> SourceError:
         """One line for a failed open, of the fault class `classify_av_error` gives. FFmpeg
         reports a silent server variously (a timeout, an exit request, invalid data), so a
@@ -218,7 +264,13 @@ class MediaSource(Source):
         if isinstance(error, (av.error.TimeoutError, av.error.ExitError, TimeoutError)):
             return kind(f"{name} did not answer within {self.open_timeout:g} s ({detail}); check the address and the network")
         if isinstance(error, av.error.InvalidDataError):
-            return kind(f"{name} is not a readable media file or stream (corrupt or unsupported format); check that it plays in a media player")
+            return kind(f"{name} is not a readable media file or stream (corrupt, truncated or an unsupported format); "
+                        "check that it plays in a media player")
+        if not self.network:
+            # FFmpeg's other refusals of a local file (an end of file inside the header, EPERM from
+            # a demuxer) all mean the bytes are not a valid file: say so, not the errno's name.
+            return kind(f"{name} is corrupt or truncated: FFmpeg could not read its header ({detail}); "
+                        f"{REPLACE_HINT}")
         return kind(f"{name} could not be opened: {type(error).__name__}: {detail}")
 
     def _disconnect(self) -> None:
@@ -252,12 +304,17 @@ class MediaSource(Source):
                     return
                 continue
             if reason != "end of file":
-                raise SourceError(f"{self.describe()} could not be read: {reason}; the file may be corrupt")
+                raise SourceError(
+                    f"{self.describe()} is corrupt or truncated: reading stopped at "
+                    f"{self._prev_raw_video or 0.0:.2f} s of the file ({reason}); {REPLACE_HINT}"
+                )
             self._check_file_end()
+            if frames == 0:
+                raise SourceError(
+                    f"{self.describe()} has no decodable video frames (its video stream is empty); {REPLACE_HINT}"
+                )
             if not self.loop:
                 return
-            if frames == 0:
-                raise SourceError(f"{self.describe()} has no decodable video frames; check the file")
             self._connect()
 
     def _check_file_end(self) -> None:
@@ -268,14 +325,14 @@ class MediaSource(Source):
         if errors:
             raise SourceError(
                 f"{self.describe()} is corrupt: {errors} packet(s) could not be decoded "
-                f"(last frame at {self._prev_raw_video or 0.0:.2f} s of the file); re-encode or replace the file"
+                f"(last video frame at {self._prev_raw_video or 0.0:.2f} s of the file); {REPLACE_HINT}"
             )
         end = self._declared_end
         last = self._prev_raw_video
         if end is not None and last is not None and last + TRUNCATED_S < end:
             raise SourceError(
                 f"{self.describe()} is truncated: its video ends at {last:.2f} s "
-                f"of the {end:.2f} s it declares; re-copy or re-encode the file"
+                f"of the {end:.2f} s it declares; {REPLACE_HINT}"
             )
 
     def _read_until_end(self) -> tuple[int, str]:
@@ -290,7 +347,10 @@ class MediaSource(Source):
                     return emitted, "stopped"
                 try:
                     decoded = packet.decode()
-                except (av.error.InvalidDataError, av.error.UndefinedError, ValueError) as error:
+                except (av.error.FFmpegError, ValueError) as error:
+                    # a packet the decoder rejects (FFmpeg's AAC decoder answers some corrupt
+                    # packets with EPERM, H.264 with invalid data): skipped and counted; a file
+                    # that had any ends as corrupt (_check_file_end)
                     with self._lock:
                         self.decode_errors += 1
                     log.debug("%s: skipped a bad packet: %s", self.describe(), redact_text(str(error), self.location))
@@ -304,7 +364,8 @@ class MediaSource(Source):
         except av.error.EOFError:
             pass
         except (av.error.FFmpegError, OSError) as error:
-            return emitted, redact_text(f"{type(error).__name__}: {error}", self.location)
+            detail = getattr(error, "strerror", None) or str(error)
+            return emitted, redact_text(f"FFmpeg: {detail}", self.location)
         return emitted, ("end of stream" if self.network else "end of file")
 
     def _rebase(self, raw_time: float) -> None:

@@ -164,13 +164,28 @@ def avsbench_f_curves(logits: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
     return curves.numpy(), counted
 
 
+def avsbench_j_numpy(logits: np.ndarray, masks: np.ndarray) -> float:
+    """avsbench_j in numpy float32 whether or not torch is installed: the streaming runtime scores
+    one frame at a time on its scheduler thread, where torch's sort/searchsorted cost about 20x
+    the numpy code and wake torch's own thread pool beside the engine's (docs/results/batching.md)."""
+    return _np_avsbench_j(logits, masks)
+
+
+def avsbench_f_numpy(logits: np.ndarray, masks: np.ndarray) -> float:
+    """avsbench_f in numpy float32 whether or not torch is installed (see avsbench_j_numpy)."""
+    curves, counted = _np_avsbench_f_curves(logits, masks)
+    if not counted.any():
+        return 0.0
+    return float((curves[counted].sum(axis=0, dtype=np.float32) / int(counted.sum())).max())
+
+
 def avsbench_f(logits: Any, masks: Any) -> float:
     """Batch F-measure (beta^2 = 0.3) of logits [N, H, W] against {0, 1} masks, TPAVI rule."""
+    if torch is None:
+        return avsbench_f_numpy(logits, masks)
     curves, counted = avsbench_f_curves(logits, masks)
     if not counted.any():
         return 0.0
-    if torch is None:
-        return float((curves[counted].sum(axis=0, dtype=np.float32) / int(counted.sum())).max())
     mean_curve = torch.from_numpy(curves[counted]).sum(dim=0) / int(counted.sum())  # [255]
     return float(mean_curve.max())
 

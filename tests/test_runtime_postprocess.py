@@ -55,3 +55,23 @@ def test_class_logits_are_scored_as_sounding_versus_background() -> None:
     probs = 1 - np.exp(logits[0]) / np.exp(logits).sum(axis=0)
     assert probs[1, 1] < min(probs[0, 1], probs[1, 0])  # so such a threshold exists
     assert f == pytest.approx(1.0, abs=1e-6)
+
+
+def test_live_accuracy_never_runs_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler scores every synthetic frame: torch's sort/searchsorted there cost about 20x
+    the numpy form and start torch's thread pool beside the engine's, so live scoring must give
+    the official numbers without calling torch at all."""
+    import ddavs_rt.metrics as metrics
+
+    rng = np.random.default_rng(7)
+    logits = rng.normal(0, 3, (1, 40, 48)).astype(np.float32)
+    truth = (rng.random((40, 48)) < 0.3).astype(np.uint8)
+    official = (avsbench_j(logits, truth[None]), avsbench_f(logits, truth[None]))
+
+    class NoTorch:
+        def __getattr__(self, name: str):
+            raise AssertionError(f"live scoring called torch.{name}")
+
+    monkeypatch.setattr(metrics, "torch", NoTorch())
+    j, f = live_accuracy(logits, truth)
+    assert j == pytest.approx(official[0], abs=1e-6) and f == pytest.approx(official[1], abs=1e-4)

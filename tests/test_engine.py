@@ -94,6 +94,21 @@ def test_torch_and_onnxruntime_agree_through_open_engine(built):
     assert np.abs(a - b).max() <= 1e-3
 
 
+def test_onnxruntime_spinning_is_off_unless_asked_for_and_results_agree(built):
+    """Spinning intra-op threads take the cores the streaming pipeline's own threads need
+    (docs/results/batching.md): off by default, on only when asked for, same logits either way."""
+    _, onnx_path = built
+    frames, audio = _inputs(2, S, S, seed=2)
+    quiet = open_engine(onnx_path, backend="onnxruntime", device="cpu")
+    spinning = open_engine(onnx_path, backend="onnxruntime", device="cpu", spinning=True)
+
+    def entry(engine):
+        return engine.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert (entry(quiet), entry(spinning)) == ("0", "1")
+    assert np.array_equal(quiet.infer(frames, audio), spinning.infer(frames, audio))
+
+
 def test_other_frame_sizes_are_resized_with_cv2_before_the_graph(built):
     _, onnx_path = built
     engine = OrtEngine(onnx_path, device="cpu", threads=1)

@@ -422,12 +422,12 @@ def _graph_for_checkpoint(folder: Path, identity: ModelIdentity, why: str, *, ex
                         f"run `ddavs-rt export --checkpoint {folder} --out {folder / 'model.onnx'}`")
 
 
-BACKEND_OPTIONS = {"torch": ("compile", "threads"), "onnxruntime": ("threads",), "openvino": ("threads", "hint"), "tensorrt": ()}
+BACKEND_OPTIONS = {"torch": ("compile", "threads"), "onnxruntime": ("threads", "spinning"), "openvino": ("threads", "hint"), "tensorrt": ()}
 
 
 def open_engine(path: str | Path, backend: str = "auto", device: str | None = None, *, precision: str | None = None,
                 export: bool = True, cache: Path | None = None, **options) -> Engine:
-    """Open the engine `choose_engine` picks. `options` (threads, hint, compile) go to the backends that
+    """Open the engine `choose_engine` picks. `options` (threads, spinning, hint, compile) go to the backends that
     take them; the others ignore them. The engine's `choice` attribute says what was chosen and why."""
     choice = choose_engine(path, backend, device, precision=precision, export=export, cache=cache)
     if not choice.named and choice.target.parent not in (cache_dir(), cache or cache_dir()):

@@ -1,7 +1,10 @@
 """ONNX Runtime backend: an `.onnx` file with its sidecar, on the CPU or CUDA provider.
 
 Session options: graph optimisation level ALL, intra-op threads = physical cores (hyper-threads
-slow a compute-bound graph down), inter-op threads 1 (the graph is one chain). The CUDA provider
+slow a compute-bound graph down), inter-op threads 1 (the graph is one chain), intra-op spinning
+off unless asked for (`spinning=True`): a spinning pool keeps every core busy between operators
+and between runs, which the streaming pipeline's own threads (capture, post-processing, overlay,
+publishing) need; docs/results/batching.md has the measurement. The CUDA provider
 is used when onnxruntime has it and `device` asks for (or does not rule out) a GPU.
 """
 
@@ -38,7 +41,7 @@ class OrtEngine(Engine):
     """An exported (fp32, fp16 or int8 Q/DQ) ONNX graph run by ONNX Runtime."""
 
     def __init__(self, onnx_path: str | Path, device: str | None = None, threads: int | None = None,
-                 expected: ModelIdentity | None = None) -> None:
+                 expected: ModelIdentity | None = None, spinning: bool = False) -> None:
         """`expected`: the identity of the checkpoint this file must have been made from (weights,
         bank and config checksums); the sidecar's own consistency is checked either way."""
         import onnxruntime as ort
@@ -53,6 +56,8 @@ class OrtEngine(Engine):
         options.intra_op_num_threads = threads or physical_cores()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.spinning = spinning
         providers = ort_providers(device)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
@@ -73,7 +78,8 @@ class OrtEngine(Engine):
             backend="onnxruntime",
             device="cuda:0" if used[0] == "CUDAExecutionProvider" else "cpu",
         )
-        log.info("onnxruntime engine %s: providers %s, %d intra-op threads", self.path.name, used, options.intra_op_num_threads)
+        log.info("onnxruntime engine %s: providers %s, %d intra-op threads, spinning %s", self.path.name, used,
+                 options.intra_op_num_threads, "on" if spinning else "off")
 
     def _run(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run(["mask_logits"], {"frames": frames, "audio": audio})

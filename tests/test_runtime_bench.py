@@ -21,7 +21,7 @@ def test_bench_pipeline_reports_both_passes(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "ckpt", build_model(cfg).eval(), cfg)
     out = tmp_path / "bench.json"
     code = main(["bench-pipeline", "--checkpoint", str(tmp_path / "ckpt"), "--backend", "torch",
-                 "--seconds", "3", "--overhead-seconds", "2", "--fps", "10", "--json", str(out), "-q"])
+                 "--seconds", "3", "--overhead-seconds", "2", "--warmup-seconds", "1", "--fps", "10", "--json", str(out), "-q"])
     assert code == 0
     result = json.loads(out.read_text())
     full = result["with_engine"]
@@ -46,7 +46,7 @@ def test_bench_pipeline_streams_max_records_every_pass(tmp_path: Path) -> None:
     out = tmp_path / "capacity.json"
     # a lenient bar (any drops, p95 up to 10 minutes) so the outcome does not hang on the load
     code = main(["bench-pipeline", "--checkpoint", str(tmp_path / "ckpt"), "--backend", "torch", "--streams", "max",
-                 "--max-streams", "2", "--seconds", "2", "--fps", "5", "--max-dropped", "1", "--max-p95-ms", "600000",
+                 "--max-streams", "2", "--seconds", "2", "--warmup-seconds", "1", "--fps", "5", "--max-dropped", "1", "--max-p95-ms", "600000",
                  "--note", "test", "--json", str(out), "-q"])
     assert code == 0
     result = json.loads(out.read_text())
@@ -56,6 +56,7 @@ def test_bench_pipeline_streams_max_records_every_pass(tmp_path: Path) -> None:
         assert p["passed"] == pass_ok(p["dropped_share"], p["latency_ms"]["p95"], max_dropped_share=1.0,
                                       max_p95_ms=600000.0)
         assert p["batches"]["count"] > 0 and len(p["load_average_before"]) == 3
+        assert p["warmup_seconds_left_out"] == 1.0 and p["latency_ms"]["frames"] == p["processed"] > 0
     replay = CapacitySearch(start=1, limit=2)
     for p in passes:
         replay.record(p["streams"], p["passed"])

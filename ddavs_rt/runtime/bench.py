@@ -17,7 +17,9 @@ before and after it (the machine may be shared), in one JSON (by default under b
 There is no zero-cost pass in this mode.
 
 Before each pass the engine runs once at batch 1 and at the pass's largest batch, so the first
-frames do not pay for the engine's first run at a new input shape.
+frames do not pay for the engine's first run at a new input shape, and the first
+`--warmup-seconds` (5) of each pass are left out of its figures (frames, drops, latencies, CPU,
+batches): a stream's first frames wait for its first audio.
 """
 
 from __future__ import annotations
@@ -101,8 +103,20 @@ class _KeepOpen:
         pass
 
 
+def _histogram_since(end, start):
+    """The values recorded in `end` that were not yet in `start` (a copy taken earlier)."""
+    since = new_latency_histogram()
+    for item in end.get_recorded_iterator():
+        count = item.count_at_value_iterated_to - start.get_count_at_value(item.value_iterated_to)
+        if count > 0:
+            since.record_value(item.value_iterated_to, count)
+    return since
+
+
 def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, overlay: bool,
-             max_batch: int | None = None) -> dict:
+             max_batch: int | None = None, warmup_s: float = 0.0) -> dict:
+    """One pass of `seconds` measured after `warmup_s` (frames, drops, latencies, CPU and batches
+    of the warm-up are left out: the streams' first audio, the first sends)."""
     from ddavs_rt.runtime.runner import Runtime
 
     max_batch = max_batch or max(1, streams)
@@ -112,47 +126,67 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
     )
     warm_up(engine, (1, min(max_batch, streams)))
     runtime = Runtime(config, _KeepOpen(engine))
-    batch_infer: dict[int, list[float]] = {}
+    batch_infer: list[tuple[float, int, float]] = []  # (monotonic time, size, infer ms)
 
     def on_batch(size: int, infer_ms: float) -> None:
-        batch_infer.setdefault(size, []).append(infer_ms)
+        batch_infer.append((time.monotonic(), size, infer_ms))
 
     runtime.scheduler.on_batch.append(on_batch)
     memory: list[tuple[float, float]] = []
     stop = threading.Event()
     source_threads: list[int | None] = []
-    t0 = time.monotonic()
+    t_start = time.monotonic()
+    mark: dict = {}
+
+    def source_cpu() -> float:
+        return sum(_thread_cpu_seconds(tid) for tid in source_threads)
+
+    def take_mark() -> None:
+        mark.update(t=time.monotonic(), cpu=_cpu_seconds(), source_cpu=source_cpu(),
+                    dropped={h.stream_id: h.frames_dropped for h in runtime.health()},
+                    histograms={s.stream_id: s.counters.run_histogram() for s in runtime.streams})
 
     def sample(_snapshots) -> None:
-        memory.append((time.monotonic() - t0, _rss_mib()))
+        now = time.monotonic()
+        memory.append((now - t_start, _rss_mib()))
+        if not mark and now - t_start >= warmup_s:
+            take_mark()
 
-    timer = threading.Timer(seconds, stop.set)
+    timer = threading.Timer(seconds + warmup_s, stop.set)
     try:
         runtime.start()  # opening sources (building the scene) is start-up, not per-frame cost
         source_threads = [getattr(source._thread, "native_id", None) for stream in runtime.streams
                           for source in stream.sources]
-        source_cpu0 = sum(_thread_cpu_seconds(tid) for tid in source_threads)
-        cpu0 = _cpu_seconds()
-        t0 = time.monotonic()
+        t_start = time.monotonic()
+        if warmup_s <= 0:
+            take_mark()
         timer.start()
         runtime.run(stop, on_stats=sample)
-        elapsed = time.monotonic() - t0
-        cpu = _cpu_seconds() - cpu0
-        render_cpu = sum(_thread_cpu_seconds(tid) for tid in source_threads) - source_cpu0
+        if not mark:  # the pass ended before the warm-up did: nothing is left out
+            raise RuntimeError(f"the pass ended within its {warmup_s:g} s warm-up")
+        elapsed = time.monotonic() - mark["t"]
+        cpu = _cpu_seconds() - mark["cpu"]
+        render_cpu = source_cpu() - mark["source_cpu"]
         health = runtime.health()
-        latency = new_latency_histogram()  # every frame of every stream: merged, not a kept list
+        dropped = sum(h.frames_dropped - mark["dropped"][h.stream_id] for h in health)
+        latency = new_latency_histogram()  # every measured frame of every stream: merged, not a kept list
         for stream in runtime.streams:
-            latency.add(stream.counters.run_histogram())
+            latency.add(_histogram_since(stream.counters.run_histogram(), mark["histograms"][stream.stream_id]))
+        processed = latency.get_total_count()  # a frame is counted once sent, with its latency
     finally:
         timer.cancel()
         runtime.close()
-    processed = sum(h.processed for h in health)
-    dropped = sum(h.frames_dropped for h in health)
+    batch_infer_by_size: dict[int, list[float]] = {}
+    for t, size, infer_ms in batch_infer:
+        if t >= mark["t"]:
+            batch_infer_by_size.setdefault(size, []).append(infer_ms)
     offered = processed + dropped
     warm = [m for t, m in memory if t >= min(10.0, seconds / 3)]
+    batch_infer = batch_infer_by_size
     batches = sum(len(v) for v in batch_infer.values())
     return {
         "seconds": elapsed,
+        "warmup_seconds_left_out": warmup_s,
         "max_batch": max_batch,
         "batches": {
             "count": batches,
@@ -171,7 +205,7 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
             **{f"p{q}": v for q, v in zip((50, 95, 99), histogram_percentiles_ms(latency, (50, 95, 99)))},
             "max": latency.get_max_value() / 1000.0 if latency.get_total_count() else None,
             "frames": latency.get_total_count(),
-            "what": "capture to sent (after the send returned), every frame of the pass, all streams",
+            "what": "capture to sent (after the send returned), every frame of the pass after its warm-up, all streams",
         },
         "cpu_ms_per_frame": 1000.0 * cpu / processed if processed else None,
         "source_cpu_ms_per_frame": 1000.0 * render_cpu / processed if processed else None,
@@ -207,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=None,
                         help="length of the measured pass (default 60; 30 per pass with --streams max)")
     parser.add_argument("--overhead-seconds", type=float, default=20.0, help="length of the zero-cost pass")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0,
+                        help="seconds at the start of each pass left out of its figures (5): the streams' "
+                             "first audio and first sends")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of each stream")
     parser.add_argument("--no-overlay", action="store_true", help="do not render and encode overlays")
     parser.add_argument("--publish", default="tcp://127.0.0.1:*", help="ZeroMQ endpoint (default: a free port)")
@@ -263,10 +300,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"pipeline with {spec.model_id} on {spec.backend}: {args.streams} stream(s) x {args.fps:g} fps "
           f"for {seconds:g} s", flush=True)
     try:
-        full = run_pass(engine, args.streams, seconds, args.fps, args.publish, overlay, args.max_batch)
+        full = run_pass(engine, args.streams, seconds, args.fps, args.publish, overlay, args.max_batch,
+                        args.warmup_seconds)
         print("overhead pass (zero-cost engine) ...", flush=True)
         overhead = run_pass(ZeroCostEngine(spec), args.streams, args.overhead_seconds, args.fps, args.publish,
-                            overlay, args.max_batch)
+                            overlay, args.max_batch, args.warmup_seconds)
     finally:
         engine.close()
     result = {
@@ -344,6 +382,7 @@ def run_capacity(args: argparse.Namespace) -> int:
         "overlay": overlay,
         "fps_per_stream_offered": args.fps,
         "rule": {"max_dropped_share": args.max_dropped, "max_p95_ms": args.max_p95_ms, "pass_seconds": seconds,
+                 "warmup_seconds_left_out": args.warmup_seconds,
                  "search": "doubling from start_streams, then bisection; the answer passed twice "
                            "(ddavs_rt/runtime/capacity.py)",
                  "start_streams": args.start_streams, "max_streams": args.max_streams},
@@ -356,7 +395,8 @@ def run_capacity(args: argparse.Namespace) -> int:
         with tqdm(desc="passes", unit="pass", file=sys.stderr) as bar:
             while (streams := search.next_streams()) is not None:
                 load_before = list(os.getloadavg())
-                p = run_pass(engine, streams, seconds, args.fps, args.publish, overlay, args.max_batch)
+                p = run_pass(engine, streams, seconds, args.fps, args.publish, overlay, args.max_batch,
+                             args.warmup_seconds)
                 p95 = p["latency_ms"]["p95"]
                 p["passed"] = pass_ok(p["dropped_share"], p95, max_dropped_share=args.max_dropped,
                                       max_p95_ms=args.max_p95_ms)

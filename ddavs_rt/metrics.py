@@ -73,6 +73,12 @@ def _np_sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _np_avsbench_j(logits: np.ndarray, masks: np.ndarray) -> float:
     """avsbench_j in numpy float32, for an install without torch (the same rule, line by line)."""
+    frame_j = _np_frame_j(logits, masks)
+    return float(np.sum(frame_j, dtype=np.float32) / frame_j.shape[0])
+
+
+def _np_frame_j(logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per-frame `inter / (union + eps)` [N] float32 of the TPAVI rule, in numpy."""
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     masks = np.ascontiguousarray(masks, dtype=np.float32)
     if logits.ndim != 3 or logits.shape != masks.shape:
@@ -86,7 +92,7 @@ def _np_avsbench_j(logits: np.ndarray, masks: np.ndarray) -> float:
     empty = masks.sum(axis=(1, 2)) == 0
     inter = np.where(empty, ((1 - masks) * (1 - pred)).sum(axis=(1, 2), dtype=np.float32), inter)
     union = np.where(empty, np.float32(h * w), union)
-    return float(np.sum(inter / (union + np.float32(J_EPS)), dtype=np.float32) / n)
+    return (inter / (union + np.float32(J_EPS))).astype(np.float32)
 
 
 def _np_avsbench_f_curves(logits: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +125,18 @@ def avsbench_j(logits: Any, masks: Any) -> float:
     """Batch J (mask IoU) of logits [N, H, W] against {0, 1} masks [N, H, W], TPAVI rule."""
     if torch is None:
         return _np_avsbench_j(logits, masks)
+    frame_j = _frame_j(logits, masks)
+    return float(torch.sum(frame_j) / frame_j.shape[0])
+
+
+def avsbench_frame_j(logits: Any, masks: Any) -> np.ndarray:
+    """Per-frame J [N] float32 (`inter / (union + 1e-7)`, TPAVI rule): batch J is their mean."""
+    if torch is None:
+        return _np_frame_j(logits, masks)
+    return _frame_j(logits, masks).numpy()
+
+
+def _frame_j(logits: Any, masks: Any) -> torch.Tensor:
     logits_t, masks_t = _as_float32(logits), _as_float32(masks)
     _check_batch(logits_t, masks_t)
     n, h, w = logits_t.shape
@@ -131,7 +149,7 @@ def avsbench_j(logits: Any, masks: Any) -> float:
     inter_background = ((1 - masks_t) * (1 - pred)).sum(dim=(1, 2))  # [N]
     inter = torch.where(empty, inter_background, inter)
     union = torch.where(empty, torch.full_like(union, float(h * w)), union)
-    return float(torch.sum(inter / (union + J_EPS)) / n)
+    return inter / (union + J_EPS)  # [N]
 
 
 def avsbench_f_curves(logits: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -298,6 +316,74 @@ class BinaryMetricAccumulator:
         return BinaryMetrics(
             j=overall.j, f=overall.f, jf=overall.jf, batch_size=self.batch_size,
             num_frames=overall.num_frames, num_batches=overall.num_batches, per_tag=per_tag,
+        )
+
+
+def frame_figures(logits: Any, masks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame J [N], F curves [N, 255] and F-counted flags [N] of logits / {0, 1} masks [N, H, W]:
+    everything the TPAVI batch figures are made of."""
+    logits_np = _to_numpy(logits, np.float32)
+    masks_np = _to_numpy(masks, np.float32)
+    curves, counted = avsbench_f_curves(logits_np, masks_np)
+    return avsbench_frame_j(logits_np, masks_np), curves, counted
+
+
+class TpaviBatchSums:
+    """The TPAVI dataset figures as sums that add up across processes (validation sharded over
+    the ranks of a process group; the all-reduce itself is the caller's).
+
+    The figures are not additive over frames: batch F is the maximum over thresholds of the mean
+    F curve of the batch's frames, and the dataset figures are means of batch figures, so a last
+    partial batch weighs as much as a full one. What is additive is, per metric batch (frames cut
+    every `batch_size` in the dataset's order, as `BinaryMetricAccumulator` cuts them): its frame
+    count, the sum of its per-frame J, the count of its F-counted frames (non-empty ground truth)
+    and the sum of their F curves. Each process adds its own frames at their position in the whole
+    dataset's frame order; the element-wise sum over processes of `sums` [num_batches, 3 + 255]
+    gives, through `metrics_from_sums`, the figures of one process scoring every frame.
+    """
+
+    COLUMNS = 3 + F_THRESHOLDS  # frames, sum of J, F-counted frames, sum of F curves [255]
+
+    def __init__(self, batch_size: int, num_frames: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_frames = num_frames
+        self.sums = np.zeros((-(-num_frames // batch_size), self.COLUMNS), dtype=np.float64)
+
+    def add(self, position: int, logits: Any, masks: Any) -> None:
+        """Frames logits [N, H, W] / masks that are frames position .. position + N - 1 of the whole
+        dataset (in the order one process would score them)."""
+        self.add_figures(position, *frame_figures(logits, masks))
+
+    def add_figures(self, position: int, frame_j: np.ndarray, curves: np.ndarray, counted: np.ndarray) -> None:
+        """`add` with the frames' figures already computed (`frame_figures`)."""
+        n = len(frame_j)
+        if position < 0 or position + n > self.num_frames:
+            raise ValueError(f"frames {position}..{position + n - 1} lie outside the dataset's {self.num_frames} frames")
+        for i in range(n):
+            row = self.sums[(position + i) // self.batch_size]
+            row[0] += 1
+            row[1] += float(frame_j[i])
+            if counted[i]:
+                row[2] += 1
+                row[3:] += curves[i]
+
+    @staticmethod
+    def metrics_from_sums(sums: np.ndarray, batch_size: int) -> BinaryMetrics:
+        """Dataset J / F / J&F (no per-tag figures) from the summed [num_batches, 3 + 255] sums."""
+        frames = sums[:, 0]
+        if (frames == 0).any():
+            raise ValueError("a metric batch has no frames: the sums do not cover the dataset")
+        batch_j = sums[:, 1] / frames
+        counted = sums[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_curves = sums[:, 3:] / counted[:, None]
+        batch_f = np.where(counted > 0, np.nan_to_num(mean_curves, nan=0.0).max(axis=1, initial=0.0), 0.0)
+        j = float(batch_j.mean()) if len(frames) else 0.0
+        f = float(batch_f.mean()) if len(frames) else 0.0
+        return BinaryMetrics(
+            j=j, f=f, jf=(j + f) / 2, batch_size=batch_size, num_frames=int(round(frames.sum())), num_batches=len(frames),
         )
 
 

@@ -100,6 +100,21 @@ def select_clips(dataset: ClipDataset, tags: list[str] | None) -> list[int]:
     return chosen
 
 
+def foreground_scores(model: torch.nn.Module, batch: dict, device: str | torch.device) -> torch.Tensor:
+    """Foreground logits [B, T, H, W] (CPU) of a collated batch: the model's one channel, or with
+    K > 1 classes the logit of 1 - p(background)."""
+    b, t = batch["frames"].shape[:2]
+    frames = batch["frames"].flatten(0, 1).to(device)  # [B*T, H, W, 3]
+    audio = batch["audio"].flatten(0, 1).to(device)  # [B*T, S]
+    logits = model(frames, audio).float()  # [B*T, K, H, W]
+    if logits.shape[1] > 1:  # foreground score as a logit of 1 - p(background)
+        p_fg = 1.0 - torch.softmax(logits, dim=1)[:, 0]
+        scores = torch.logit(p_fg.clamp(1e-6, 1 - 1e-6))
+    else:
+        scores = logits[:, 0]
+    return scores.view(b, t, *scores.shape[1:]).cpu()
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, clips: Dataset, batch_size: int = 4, device: str | torch.device = "cpu") -> BinaryMetrics:
     """Binary J / F / J&F of `model` (logits [N, 1, H, W]; K > 1: 1 - p(background)) on `clips`."""
@@ -111,15 +126,7 @@ def evaluate_model(model: torch.nn.Module, clips: Dataset, batch_size: int = 4, 
         b, t = batch["frames"].shape[:2]
         if accumulator is None:
             accumulator = BinaryMetricAccumulator(batch_size=batch_size * t)
-        frames = batch["frames"].flatten(0, 1).to(device)  # [B*T, H, W, 3]
-        audio = batch["audio"].flatten(0, 1).to(device)  # [B*T, S]
-        logits = model(frames, audio).float()  # [B*T, K, H, W]
-        if logits.shape[1] > 1:  # foreground score as a logit of 1 - p(background)
-            p_fg = 1.0 - torch.softmax(logits, dim=1)[:, 0]
-            scores = torch.logit(p_fg.clamp(1e-6, 1 - 1e-6))
-        else:
-            scores = logits[:, 0]
-        scores = scores.view(b, t, *scores.shape[1:]).cpu()
+        scores = foreground_scores(model, batch, device)
         for k in range(b):
             valid = batch["mask_valid"][k]
             if bool(valid.any()):

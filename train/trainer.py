@@ -47,6 +47,7 @@ from .history import write_csv, write_curves
 from .labels import single_source_indices
 from .losses import SegmentationLoss, segmentation_target
 from .optim import build_optimizer, build_scheduler
+from .sharded_eval import accuracy_across_ranks, evaluate_model_sharded, shard_range
 
 logger = logging.getLogger(__name__)
 
@@ -384,23 +385,38 @@ class Trainer:
         return {k: float(v.detach()) for k, v in terms.items()}
 
     def _validate(self) -> dict[str, float]:
+        """Every rank calls it: each scores its own shard of the validation set, the metric's sums
+        are all-reduced, and every rank returns the figures of the whole set."""
+        self._sync_buffers()
         if self.cfg.stage == "audio":
             return {"val_acc": self._audio_accuracy()}
-        metrics = evaluate_model(self.model, self.val_data, self.cfg.eval_batch_size, self.device)
+        if self.world > 1:
+            metrics = evaluate_model_sharded(self.model, self.val_data, self.cfg.eval_batch_size, self.device, self.rank, self.world)
+        else:
+            metrics = evaluate_model(self.model, self.val_data, self.cfg.eval_batch_size, self.device)
         return {"val_j": metrics.j, "val_f": metrics.f, "val_jf": metrics.jf}
+
+    def _sync_buffers(self) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, as DDP's next forward
+        would broadcast them: each rank's last training step left its own, and rank 0's model is
+        the one saved, so it is the one every shard validates."""
+        if self.world > 1:
+            for buffer in self.net.buffers():
+                dist.broadcast(buffer.data, src=0)
 
     @torch.no_grad()
     def _audio_accuracy(self) -> float:
         self.net.eval()
         correct = total = 0
-        for start in range(0, len(self.val_data), self.cfg.eval_batch_size):
-            batch = collate_labelled([self.val_data[i] for i in range(start, min(start + self.cfg.eval_batch_size, len(self.val_data)))])
+        mine = shard_range(len(self.val_data), self.rank, self.world)  # type: ignore[arg-type]
+        for start in range(mine.start, mine.stop, self.cfg.eval_batch_size):
+            batch = collate_labelled([self.val_data[i] for i in range(start, min(start + self.cfg.eval_batch_size, mine.stop))])
             keep = batch["frame_valid"].flatten()
             labels = batch["label"].repeat_interleave(batch["frames"].shape[1])[keep]
             logits = self.net(batch["audio"].flatten(0, 1)[keep].to(self.device))
             correct += int((logits.argmax(dim=1).cpu() == labels).sum())
             total += int(labels.numel())
-        return correct / max(1, total)
+        return accuracy_across_ranks(correct, total, self.device)
 
     def fit(self) -> dict:
         """Train to the configured epochs or max_steps; returns the last history row (or {})."""
@@ -444,10 +460,10 @@ class Trainer:
             self.position = 0
             row = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.monotonic() - start, 3)}
             row.update(mean_across_ranks(sums, count, self.device))  # every rank's batches, not rank 0's
-            self._gather_random_states()
+            row.update(self._validate())  # every rank its shard; the same figures on every rank
+            self._gather_random_states()  # after validation: what each rank continues from
+            self.history.append(row)
             if self.is_main:
-                row.update(self._validate())
-                self.history.append(row)
                 self._end_of_epoch(row)
             if self.world > 1:
                 dist.barrier()

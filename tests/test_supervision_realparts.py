@@ -1,5 +1,6 @@
 """Supervision with real servers and devices: one of two real RTSP servers killed and restarted,
-a camera dying beside a real PulseAudio microphone, a microphone paired with a file.
+a camera dying beside a real PulseAudio microphone, a microphone paired with a file, a real
+PulseAudio microphone removed (its null sink unloaded) and restored while the real CLI runs.
 
 Waits are on events with generous limits; measured recovery times are printed (the benchmark
 bench/faults.py records them), and only a loose bound is asserted.
@@ -8,6 +9,9 @@ bench/faults.py records them), and only a loose bound is asserted.
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -158,3 +162,140 @@ def test_a_microphone_pairs_with_a_file_on_one_clock(pulse_server, checkpoint: P
     # one stream time (2 ms), after the tone was started and within the device latency
     assert np.ptp(onsets) < 0.002, onsets
     assert -0.05 < onsets[0] - played_at < 1.0
+
+
+# ------------------------------------------------------------------------------ a microphone outage
+EXE = str(Path(sys.executable).parent / "ddavs-rt")
+
+
+class _LiveRun:
+    """The real CLI as a subprocess (--file clip --loop --mic pulse), its stdout/stderr lines and
+    the headers it publishes, collected by threads."""
+
+    def __init__(self, clip: Path, checkpoint: Path, reconnect: str) -> None:
+        port = free_port()
+        self.subscriber = Subscriber(f"tcp://127.0.0.1:{port}")
+        self.headers: list[tuple[float, object]] = []  # (monotonic arrival, FrameHeader)
+        self.stdout: list[tuple[float, str]] = []
+        self.stderr: list[str] = []
+        self._stop = threading.Event()
+        self.process = subprocess.Popen(
+            [EXE, "--file", str(clip), "--loop", "--mic", "pulse", "--reconnect", reconnect,
+             "--checkpoint", str(checkpoint), "--backend", "torch", "--threads", "1", "--no-overlay",
+             "--publish", f"tcp://127.0.0.1:{port}", "--stats-interval", "0.5"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # PULSE_SERVER is inherited
+        )
+        self._threads = [threading.Thread(target=target, daemon=True)
+                         for target in (self._listen, self._read_stdout, self._read_stderr)]
+        for thread in self._threads:
+            thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self.subscriber.recv(0.2)
+            if message is not None:
+                self.headers.append((time.monotonic(), message.header))
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            self.stdout.append((time.monotonic(), line.rstrip("\n")))
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr.append(line.rstrip("\n"))
+
+    def wait_until(self, predicate, timeout: float, what: str) -> None:
+        """Wait for an event of the run; fail at once (with its output) if the process ended."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert self.process.poll() is None, f"{what}: the run ended ({self.process.returncode}):\n{self.output()}"
+            assert time.monotonic() < deadline, f"{what}:\n{self.output()}"
+            time.sleep(0.05)
+
+    def after(self, moment: float) -> list:
+        return [header for t, header in self.headers if t > moment]
+
+    def status_after(self, moment: float) -> list[str]:
+        return [line for t, line in self.stdout if t > moment and line.startswith("[file0]")]
+
+    def output(self) -> str:
+        return "\n".join(line for _, line in self.stdout) + "\n" + "\n".join(self.stderr)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.subscriber.close()
+
+
+def test_a_microphone_removed_and_restored_mid_run_is_reopened_and_video_never_stops(
+    pulse_server, checkpoint: Path, tmp_path: Path
+) -> None:
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=2.0, fps=10, audio=False)
+    run = _LiveRun(clip.path, checkpoint, reconnect="120")
+    try:
+        run.wait_until(lambda: any(h.audio_window.complete for _, h in run.headers), 180,
+                    "no complete audio window was published: the microphone's audio never arrived")
+        pulse_server.remove_sink()  # the microphone is gone, as when a USB microphone is unplugged
+        removed_at = time.monotonic()
+        # the outage is shown: the status line says the microphone is reconnecting ...
+        run.wait_until(lambda: any("mic reconnecting" in line for line in run.status_after(removed_at)), 60,
+                    "the status line never showed the microphone reconnecting")
+        # ... and video goes on, with windows flagged as missing audio
+        run.wait_until(lambda: sum(not h.audio_window.complete for h in run.after(removed_at)) >= 10, 90,
+                    "video stopped while the microphone was down")
+        pulse_server.restore_sink()
+        restored_at = time.monotonic()
+        run.wait_until(lambda: any(h.audio_window.complete for h in run.after(restored_at)), 120,
+                    "audio windows never became complete again after the microphone came back")
+        recovered_at = time.monotonic()
+        run.wait_until(lambda: any("mic reconnecting" not in line and "reconnects 1" in line for line in run.status_after(recovered_at)),
+                    60, "the status line did not clear the outage while counting it")
+        run.process.send_signal(signal.SIGTERM)
+        code = run.process.wait(timeout=90)
+    finally:
+        run.close()
+    output = run.output()
+    assert code == 0, output
+    headers = [h for _, h in run.headers]
+    seqs = [h.seq for h in headers]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "video messages were lost during the outage"
+    assert not any(h.silent_audio for h in headers)  # the stream has a microphone, it was only down
+    first_complete = next(i for i, h in enumerate(headers) if h.audio_window.complete)
+    incomplete_seen = sum(not h.audio_window.complete for h in headers[first_complete:])
+    at_removal = max((h for t, h in run.headers if t <= removed_at), key=lambda h: h.seq)
+    last = headers[-1]
+    # the header's counters include every incomplete window since the stream began, this one too
+    assert last.audio.incomplete_windows - at_removal.audio.incomplete_windows >= incomplete_seen - 1
+    assert incomplete_seen >= 10
+    assert last.audio.ring_gaps > at_removal.audio.ring_gaps  # the hole in the audio is one discontinuity
+    assert last.audio_window.complete
+    # one WARNING when the outage began, one when it ended; no ERROR, no traceback
+    began = [line for line in run.stderr if "reconnecting (for at most 120 s)" in line]
+    ended = [line for line in run.stderr if "reconnected after" in line]
+    assert len(began) == 1 and "microphone 'pulse'" in began[0] and len(ended) == 1, output
+    assert not [line for line in run.stderr if " E " in line or "Traceback" in line], output
+    finals = [line for _, line in run.stdout if line.startswith("final [file0]")]
+    assert len(finals) == 1 and "reconnects 1" in finals[0], output
+
+
+def test_a_microphone_that_never_comes_back_ends_the_run_with_exit_1_and_one_line(
+    pulse_server, checkpoint: Path, tmp_path: Path
+) -> None:
+    clip = write_test_clip(tmp_path / "clip.mp4", seconds=2.0, fps=10, audio=False)
+    run = _LiveRun(clip.path, checkpoint, reconnect="3")
+    try:
+        run.wait_until(lambda: any(h.audio_window.complete for _, h in run.headers), 180,
+                    "no complete audio window was published: the microphone's audio never arrived")
+        pulse_server.remove_sink()
+        code = run.process.wait(timeout=120)  # it ends by itself, past --reconnect
+    finally:
+        run.close()
+    output = run.output()
+    assert code == EXIT_TRANSIENT_FAULT, output
+    faults = [line for line in run.stderr if " E " in line or line.startswith("ddavs-rt: error:")]
+    assert len(faults) == 1, output
+    assert "microphone 'pulse' gave up after" in faults[0] and "limit 3 s" in faults[0], faults[0]

@@ -201,6 +201,11 @@ class Source(ABC):
     def _interrupt(self) -> None:
         """Wake a reader blocked in I/O so that it sees `stopping` (optional)."""
 
+    def _delivered(self) -> bool:
+        """Whether the source has ever delivered what it exists for (called under `_lock`): an
+        outage before that is bounded by the policy's first-frame timeout."""
+        return self._video_index > 0
+
     # ---------------------------------------------------------------- lifecycle
     def start(self, clock_origin: float | None = None) -> "Source":
         """Open the input (raising SourceError when it cannot be opened) and start reading.
@@ -306,7 +311,7 @@ class Source(ABC):
         """
         policy = self.reconnect_policy
         with self._lock:
-            delivered = self._video_index > 0
+            delivered = self._delivered()
             new = not continuing or self._outage is None
             if new:
                 self.reconnects += 1

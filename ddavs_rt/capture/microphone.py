@@ -17,12 +17,23 @@
 - The PortAudio callback only copies the block into a bounded queue; a worker thread resamples
   and emits. A block lost to overflow is a counted gap: the resampler restarts after it and
   times continue from the true sample count, never squeezed together.
+- Supervision (docs/architecture.md, "Supervision"): a device that does not exist at start is a
+  permanent fault. A stream that ends by itself (PortAudio aborts it: the device was unplugged,
+  PulseAudio restarted or lost the source, a USB microphone reset) or delivers nothing for
+  `STALL_S` is an outage: the stream is closed and the device (by the same name or index) is
+  reopened under the source's `ReconnectPolicy` with jittered backoff, every failure transient
+  (a replugged device comes back). A reopen counts only once the new stream delivers audio
+  (`REOPEN_PROOF_S`). The new connection is anchored afresh on the same stream clock, so its audio
+  lands where it was captured and the gap shows as missing audio (incomplete windows, one ring
+  gap), never squeezed out. `reconnects` counts outages; the source ends with a transient fault
+  when an outage outlasts the policy (the runtime then ends the stream: exit 1).
 - `sounddevice` is imported lazily: a machine without PortAudio can still import this package.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -35,8 +46,15 @@ from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-STALL_S = 5.0  # no audio for this long while the stream should run: the device is gone
+STALL_S = 5.0  # no audio for this long from a stream PortAudio calls active: the device is wedged
+ENDED_GRACE_S = 0.3  # no audio for this long from a stream PortAudio has ended: the device is gone
+REOPEN_PROOF_S = 3.0  # a reopened stream must deliver its first block within this long to count
 ANCHOR_SETTLE_S = 0.3  # audio collected before the clock is anchored (median of the blocks)
+
+# PortAudio streams open in this process: its device list is refreshed (terminate + initialize,
+# which would break an open stream) only when none is.
+_open_streams = 0
+_open_streams_lock = threading.Lock()
 
 
 def import_sounddevice():
@@ -97,47 +115,86 @@ class MicrophoneSource(Source):
     def describe(self) -> str:
         return "microphone (default input)" if self.device is None else f"microphone {self.device!r}"
 
-    def _find_device(self, sd) -> dict:
+    def _find_device(self, sd, kind: type[SourceError] = SourceError) -> dict:
         try:
             info = sd.query_devices(self.device, kind="input")
         except (ValueError, sd.PortAudioError):
-            # The list is read when PortAudio starts: refresh it once (a device added since).
+            # The list is read when PortAudio starts: refresh it once (a device added or replugged
+            # since), unless another stream is open in this process (a refresh would break it).
+            with _open_streams_lock:
+                refresh = _open_streams == 0
             try:
+                if not refresh:
+                    raise ValueError("device list not refreshed")
                 sd._terminate()
                 sd._initialize()
                 info = sd.query_devices(self.device, kind="input")
             except (ValueError, sd.PortAudioError, AttributeError):
-                raise SourceError(
+                raise kind(
                     f"{self.describe()} not found; available input devices: {input_device_list(sd)}; "
                     "pass one by name or index"
                 ) from None
         if info["max_input_channels"] < 1:
-            raise SourceError(
+            raise kind(
                 f"{self.describe()} has no input channels; available input devices: {input_device_list(sd)}"
             )
         return info
 
     def _open(self) -> None:
+        self._connect(SourceError)
+
+    def _reopen(self) -> None:
+        """Open the device again after an outage; every failure is transient (it may come back).
+        Counts as connected only once the new stream delivers audio."""
+        self._connect(TransientSourceError)
+        deadline = time.monotonic() + REOPEN_PROOF_S
+        while not len(self._raw):
+            stream = self._stream
+            if stream is None or not stream.active or time.monotonic() > deadline:
+                self._close()
+                raise TransientSourceError(f"{self.describe()} opened again but delivered no audio")
+            if not self._sleep(0.02):
+                self._close()
+                raise TransientSourceError(f"{self.describe()} is stopping")  # _reconnect sees stopping next
+
+    def _connect(self, kind: type[SourceError]) -> None:
+        """Open and start a PortAudio stream on the device; a fresh clock and resampler, on the
+        same stream clock (`_t0`). Raises `kind` with one line when it cannot."""
+        global _open_streams
         sd = import_sounddevice()
-        info = self._find_device(sd)
+        info = self._find_device(sd, kind)
         rate = int(self.native_rate or info["default_samplerate"])
         self.native_rate = rate
         self._resampler = StreamingResampler(rate, self.sample_rate)
         self.clock_model = SampleClock(rate)
+        self._raw.drain()  # blocks of a previous connection (its sample count starts again at 0)
+        self._received = self._expected = self._origin = 0
         try:
-            self._stream = sd.InputStream(
+            stream = sd.InputStream(
                 device=info["index"], samplerate=rate, channels=1, dtype="float32",
                 blocksize=max(1, int(rate * self.block_seconds)), latency=self.latency,
                 callback=self._callback,
             )
-            self._stream.start()
+        except (sd.PortAudioError, ValueError) as error:
+            raise kind(
+                f"{self.describe()} ('{info['name']}') could not be opened at {rate} Hz: {error}; "
+                f"available input devices: {input_device_list(sd)}"
+            ) from None
+        self._stream = stream
+        with _open_streams_lock:
+            _open_streams += 1
+        try:
+            stream.start()
         except (sd.PortAudioError, ValueError) as error:
             self._close()
-            raise SourceError(
+            raise kind(
                 f"{self.describe()} ('{info['name']}') could not be started at {rate} Hz: {error}; "
                 f"available input devices: {input_device_list(sd)}"
             ) from None
         log.info("%s: '%s' at %d Hz, resampled to %d Hz", self.describe(), info["name"], rate, self.sample_rate)
+
+    def _delivered(self) -> bool:
+        return self._audio_chunks > 0
 
     def _callback(self, indata, frames, time_info, status) -> None:
         """PortAudio's thread: copy and hand off, nothing more."""
@@ -175,17 +232,34 @@ class MicrophoneSource(Source):
         return latest - latency
 
     def _run(self) -> None:
+        reopened_at: int | None = None  # audio chunks emitted when the device was last reopened
+        while True:
+            lost = self._capture_until_lost()
+            if lost is None:
+                return
+            self._close()
+            # reopened but nothing emitted since: the same outage goes on (its time limit too)
+            continuing = reopened_at is not None and reopened_at == self.health().audio_chunks
+            if not self._reconnect(self._reopen, lost, continuing=continuing):
+                return
+            reopened_at = self.health().audio_chunks
+
+    def _capture_until_lost(self) -> str | None:
+        """Anchor, resample and emit this connection's audio; returns why it was lost, or None
+        when the source is stopping."""
         pending: list[tuple[int, np.ndarray, float, float, float]] = []
         quiet_since = time.monotonic()
         while not self.stopping.is_set():
-            item = self._raw.get(timeout=0.2)
+            item = self._raw.get(timeout=0.1)
             if item is None:
                 stream = self._stream
-                if time.monotonic() - quiet_since > STALL_S and (stream is None or not stream.active):
-                    # transient (the device was there and went away); the stream goes on without sound
-                    raise TransientSourceError(
-                        f"{self.describe()} stopped delivering audio; check that the device is still connected"
-                    )
+                quiet = time.monotonic() - quiet_since
+                if stream is None or not stream.active:
+                    if quiet > ENDED_GRACE_S:  # its last blocks are in; PortAudio ended the stream
+                        return (f"{self.describe()} stopped: its audio stream ended (device unplugged, "
+                                "sound server restarted or source removed)")
+                elif quiet > STALL_S:
+                    return f"{self.describe()} delivered no audio for {STALL_S:g} s"
                 continue
             quiet_since = time.monotonic()
             clock = self.clock_model
@@ -201,6 +275,7 @@ class MicrophoneSource(Source):
                 pending = []
                 continue
             self._process(item)
+        return None
 
     def _process(self, item: tuple[int, np.ndarray, float, float, float]) -> None:
         start, block, _adc, _current, arrival = item
@@ -220,8 +295,11 @@ class MicrophoneSource(Source):
             self._emit_audio(t, samples, self.sample_rate)
 
     def _close(self) -> None:
+        global _open_streams
         stream, self._stream = self._stream, None
         if stream is not None:
+            with _open_streams_lock:
+                _open_streams -= 1
             try:
                 stream.stop()
                 stream.close()

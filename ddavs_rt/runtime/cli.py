@@ -187,6 +187,8 @@ def format_health(h: StreamHealthSnapshot, final: bool = False) -> str:
         line += " | faulted"
     elif h.source_state not in ("running",):
         line += f" | {h.source_state}"
+    if not h.fault and h.audio_state not in (None, "running"):
+        line += f" | mic {h.audio_state}"
     # the fault itself is logged once, when it happens (--stats-json keeps its text)
     return line
 

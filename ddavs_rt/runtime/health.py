@@ -112,6 +112,7 @@ class StreamHealthSnapshot:
     mic_overflows: int = 0
     engine_failed_frames: int = 0
     fault: str | None = None  # the stream was stopped by the runtime (the engine fails on its input)
+    audio_state: str | None = None  # a paired microphone's state ("running", "reconnecting", ...), else None
 
     def to_dict(self) -> dict:
         return asdict(self)

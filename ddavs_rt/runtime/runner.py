@@ -13,11 +13,14 @@ The publisher's ZeroMQ socket belongs to the scheduler thread: `start()` starts 
 binds the socket, and waits for the bind; the thread closes the socket when it ends.
 
 Supervision (docs/architecture.md, "Supervision"):
-- A stream is alive while its video source is (and the scheduler has not faulted it). A source
-  survives transient faults by itself (capture/faults.py); it ends when its input ends (a file),
-  on a permanent fault, or when an outage outlasts its reconnect timeout. When a stream's video
-  source ends, the stream ends and its other sources (a paired microphone) are stopped. `run`
-  returns when every stream has ended.
+- A stream is alive while its video source is, its paired microphone (if any) has not failed,
+  and the scheduler has not faulted it. A source survives transient faults by itself
+  (capture/faults.py; a microphone too: capture/microphone.py); it ends when its input ends (a
+  file), on a permanent fault, or when an outage outlasts its reconnect timeout. When a stream's
+  video source ends, the stream ends and its other sources (a paired microphone) are stopped;
+  when its microphone gives up, the stream ends and its video source is stopped (audio-visual
+  segmentation without sound is not what was asked for: exit 1, not silent windows for ever).
+  `run` returns when every stream has ended.
 - A source that fails to open is reported (one log line) and the others go on; `start` raises a
   `SourceError` only when none could be opened.
 - Each fault is logged once, at ERROR, when it is seen.
@@ -236,9 +239,14 @@ class Runtime:
                 log.warning("the scheduler thread did not stop within 10 s; leaving it to the process exit")
 
     @staticmethod
-    def _stream_ended(stream: Stream) -> bool:
+    def _audio_failed(stream: Stream) -> bool:
+        """A paired microphone that ended with a fault (it gave up reconnecting, or never opened)."""
+        return any(s.state == SourceState.ERROR for s in stream.sources if s is not stream.video_source)
+
+    @classmethod
+    def _stream_ended(cls, stream: Stream) -> bool:
         video = stream.video_source
-        return stream.fault is not None or video is None or video.state in _ENDED
+        return stream.fault is not None or video is None or video.state in _ENDED or cls._audio_failed(stream)
 
     def _all_ended(self) -> bool:
         return all(
@@ -258,8 +266,9 @@ class Runtime:
             if not self._stream_ended(stream) or stream.stream_id in self._ended:
                 continue
             self._ended.add(stream.stream_id)
+            stop_video = stream.fault is not None or self._audio_failed(stream)
             for source in stream.sources:
-                if source.state not in _ENDED and (source is not stream.video_source or stream.fault is not None):
+                if source.state not in _ENDED and (source is not stream.video_source or stop_video):
                     source.stop()
             log.info("stream %s ended: %s", stream.stream_id, self._stream_end(stream).outcome)
 

@@ -177,7 +177,7 @@ class Scheduler:
         offset = self.config.audio_offset_s
         give_up = time.monotonic() + self.config.audio_wait_ms / 1000.0
         for stream, frame in batch:
-            if not stream.has_audio:
+            if not stream.audio_live():  # no audio, or a microphone in an outage: nothing to wait for
                 continue
             while not stream.ring.ready(frame.time, offset) and time.monotonic() < give_up:
                 time.sleep(0.001)

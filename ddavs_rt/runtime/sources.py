@@ -41,7 +41,7 @@ def build_stream(
             config.device, config.id, width=config.width, height=config.height, fps=config.fps,
             reconnect=reconnect_policy(config, reconnect_timeout), **callbacks,
         )
-        stream.attach(camera, _microphone(config.mic, config.id, sample_rate, callbacks))
+        stream.attach(camera, _microphone(config, sample_rate, callbacks, reconnect_timeout))
     elif isinstance(config, MediaSourceConfig):
         from ddavs_rt.capture.media import MediaSource
 
@@ -61,7 +61,7 @@ def build_stream(
             reconnect=reconnect_policy(config, reconnect_timeout),
             **callbacks,
         )
-        stream.attach(media, _microphone(config.mic, config.id, sample_rate, callbacks) if paired else media)
+        stream.attach(media, _microphone(config, sample_rate, callbacks, reconnect_timeout) if paired else media)
     elif isinstance(config, SyntheticSourceConfig):
         from ddavs_rt.capture.synthetic import SyntheticSource
 
@@ -80,12 +80,17 @@ def build_stream(
     return stream
 
 
-def _microphone(device: int | str | None, stream_id: str, sample_rate: int, callbacks: dict) -> Source | None:
-    if device is None:
+def _microphone(
+    config: CameraSourceConfig | MediaSourceConfig, sample_rate: int, callbacks: dict,
+    reconnect_timeout: float | str | None,
+) -> Source | None:
+    """The source's paired microphone (None without `mic`), under the same reconnect policy as its video."""
+    if config.mic is None:
         return None
     from ddavs_rt.capture.microphone import MicrophoneSource
 
-    return MicrophoneSource(_device(device), f"{stream_id}-mic", sample_rate=sample_rate, **callbacks)
+    return MicrophoneSource(_device(config.mic), f"{config.id}-mic", sample_rate=sample_rate,
+                            reconnect=reconnect_policy(config, reconnect_timeout), **callbacks)
 
 
 def start_stream(stream: Stream) -> None:

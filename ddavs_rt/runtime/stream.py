@@ -76,6 +76,18 @@ class Stream:
             frame, self._pending = self._pending, None
             return frame
 
+    def audio_live(self) -> bool:
+        """Whether the stream's audio source is delivering (not reconnecting, not ended): a frame
+        waits for late audio only then; during a microphone outage its windows are cut at once
+        (missing audio: incomplete windows) and video goes on at its own rate."""
+        source = self.audio_source
+        return source is not None and source.has_audio and source.state == SourceState.RUNNING
+
+    def audio_state(self) -> str | None:
+        """The state of a paired audio source (a microphone), None when audio comes with the video."""
+        source = self.audio_source
+        return None if source is None or source is self.video_source else source.state.value
+
     def mic_overflows(self) -> int:
         """PortAudio input overflows reported by the stream's microphone (0 without one)."""
         source = self.audio_source
@@ -136,4 +148,5 @@ class Stream:
             mic_overflows=self.mic_overflows(),
             engine_failed_frames=self.counters.engine_failed_frames,
             fault=self.fault,
+            audio_state=self.audio_state(),
         )

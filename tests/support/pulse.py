@@ -5,7 +5,8 @@ a native socket there, a mono 48 kHz null sink `vsink` as default sink and its m
 source, and exports PULSE_SERVER so that PortAudio's ALSA `pulse` device records from it. A
 silent player (`pacat` from /dev/zero) keeps the sink's clock running in real time (without it,
 reads run slower than real time). `play(wav)` plays a file into the sink. `stop()` ends every
-process it started, by PID.
+process it started, by PID. `remove_sink()` unloads the null sink (its monitor, the microphone,
+disappears, as when a USB microphone is unplugged) and `restore_sink()` loads it again.
 """
 
 from __future__ import annotations
@@ -91,11 +92,42 @@ class PulseAudioServer:
         for key in ("PULSE_SERVER",):
             self._saved_env[key] = os.environ.get(key)
         os.environ["PULSE_SERVER"] = f"unix:{self.socket}"
+        self._start_silence()
+
+    def _pactl(self, *arguments: str) -> str:
+        result = subprocess.run(["pactl", *arguments], env=self.env, capture_output=True, text=True, timeout=20)
+        if result.returncode != 0:
+            raise RuntimeError(f"pactl {' '.join(arguments)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _start_silence(self) -> None:
         self.silence = subprocess.Popen(
             ["pacat", "--playback", f"--device={SINK}", f"--rate={RATE}", "--channels=1",
              "--format=s16le", "/dev/zero"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
+
+    def _stop_silence(self) -> None:
+        silence, self.silence = self.silence, None
+        if silence is not None and silence.poll() is None:
+            os.kill(silence.pid, signal.SIGTERM)
+            silence.wait(timeout=10)
+
+    def remove_sink(self) -> None:
+        """Unload the null sink module: its monitor source (the microphone) is gone."""
+        modules = self._pactl("list", "short", "modules").splitlines()
+        ids = [line.split()[0] for line in modules if "module-null-sink" in line and f"sink_name={SINK}" in line]
+        if len(ids) != 1:
+            raise RuntimeError(f"expected one null sink module, found {modules}")
+        self._stop_silence()
+        self._pactl("unload-module", ids[0])
+
+    def restore_sink(self) -> None:
+        """Load the null sink again, as the default sink with its monitor the default source."""
+        self._pactl("load-module", "module-null-sink", f"sink_name={SINK}", f"rate={RATE}", "channels=1")
+        self._pactl("set-default-sink", SINK)
+        self._pactl("set-default-source", f"{SINK}.monitor")
+        self._start_silence()
 
     def play(self, wav: str | Path) -> subprocess.Popen[bytes]:
         """Start playing a WAV file into the sink; returns the player process."""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ddavs_rt.atomic import sha256_file
 from ddavs_rt.engine.base import Engine
+from ddavs_rt.engine.cuda_device import cuda_index, visible_cuda_index
 from ddavs_rt.engine.identity import ModelIdentity, cache_dir, cache_stem, checkpoint_identity, identity_mismatch
 from ddavs_rt.engine.sidecar import read_onnx_sidecar, read_tensorrt_sidecar, sidecar_path, tensorrt_mismatch
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
@@ -84,24 +85,25 @@ def torch_installed() -> bool:
 
 
 def cuda_usable(device: str | None) -> bool:
-    """A CUDA GPU is asked for or allowed, and torch sees one."""
+    """A CUDA GPU is asked for or allowed, and torch sees the one named (`cuda:N`, else cuda:0);
+    ConfigError for an index beyond the visible GPUs."""
     if device is not None and not device.startswith("cuda"):
         return False
     if not torch_installed():
         return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+    return visible_cuda_index(device) is not None
 
 
 def tensorrt_usable(device: str | None) -> bool:
+    """TensorRT imports and the GPU named (`cuda:N`, else cuda:0) is visible; ConfigError for an
+    index beyond the visible GPUs."""
     if device is not None and not device.startswith("cuda"):
         return False
     if importlib.util.find_spec("tensorrt") is None:
         return False
     from ddavs_rt.engine.tensorrt_backend import tensorrt_available
 
-    return tensorrt_available()
+    return tensorrt_available(cuda_index(device))
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,8 +164,7 @@ def _this_machine(device: str | None) -> tuple[str, str, str] | None:
         return None
     from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt
 
-    index = int(device.split(":")[1]) if device and ":" in device else 0
-    gpu_name, capability, _ = gpu_identity(index)
+    gpu_name, capability, _ = gpu_identity(cuda_index(device))
     return gpu_name, capability, import_tensorrt().__version__
 
 
@@ -355,7 +356,7 @@ def choose_engine(path: str | Path, backend: str = "auto", device: str | None = 
     if backend == "tensorrt":
         if kind == "tensorrt":
             return EngineChoice("tensorrt", path, "tensorrt was asked for", True)
-        found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
+        found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha, device=device)
         if found is None:
             source = path if kind == "onnx" else "MODEL.onnx"
             raise CheckpointError(f"{path}: no TensorRT engine built from it; run `ddavs-rt build-engine --onnx {source}`")
@@ -387,7 +388,7 @@ def choose_engine(path: str | Path, backend: str = "auto", device: str | None = 
         raise DdavsError(f"{path}: a TensorRT engine needs TensorRT and an NVIDIA GPU; pass the .onnx file it was built from instead")
     if not on_cpu or precision in ("auto", "fp16"):
         if tensorrt_usable(device):
-            found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha)
+            found = find_tensorrt_engine(near, model_id=identity.model_id if identity else None, onnx_sha=onnx_sha, device=device)
             if found is not None:
                 return EngineChoice("tensorrt", found, f"auto: a GPU with TensorRT, and {found} was built from this model", False, None, identity)
         if kind == "checkpoint" and cuda_usable(device):

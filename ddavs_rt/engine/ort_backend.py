@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ddavs_rt.engine.base import Engine, EngineSpec
+from ddavs_rt.engine.cuda_device import cuda_index
 from ddavs_rt.engine.identity import ModelIdentity, check_onnx_identity
 from ddavs_rt.engine.machine import physical_cores
 from ddavs_rt.engine.sidecar import OnnxSidecar, read_onnx_sidecar
@@ -24,14 +25,15 @@ from ddavs_rt.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 
-def ort_providers(device: str | None) -> list[str]:
-    """Execution providers for a device request: None = CUDA when available, else CPU."""
+def ort_providers(device: str | None) -> list[str | tuple[str, dict[str, str]]]:
+    """Execution providers for a device request: None = CUDA (GPU 0) when available, else CPU;
+    `cuda:N` runs on GPU N (the CUDA provider's `device_id`; without it, GPU 0)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     wants_gpu = device is None or device.startswith("cuda")
     if wants_gpu and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [("CUDAExecutionProvider", {"device_id": str(cuda_index(device))}), "CPUExecutionProvider"]
     if device is not None and device.startswith("cuda"):
         log.warning("device %s asked for, but onnxruntime has no CUDA provider (%s); using the CPU", device, available)
     return ["CPUExecutionProvider"]
@@ -76,7 +78,7 @@ class OrtEngine(Engine):
             model_id=self.sidecar.model_id,
             precision=self.sidecar.precision,
             backend="onnxruntime",
-            device="cuda:0" if used[0] == "CUDAExecutionProvider" else "cpu",
+            device=f"cuda:{cuda_index(device)}" if used[0] == "CUDAExecutionProvider" else "cpu",
         )
         log.info("onnxruntime engine %s: providers %s, %d intra-op threads, spinning %s", self.path.name, used,
                  options.intra_op_num_threads, "on" if spinning else "off")

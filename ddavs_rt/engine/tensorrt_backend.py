@@ -17,6 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from ddavs_rt.engine.base import Engine, EngineSpec
+from ddavs_rt.engine.cuda_device import cuda_index, require_visible, visible_gpu_count
 from ddavs_rt.engine.sidecar import check_tensorrt_sidecar, read_tensorrt_sidecar
 from ddavs_rt.errors import CheckpointError, DdavsError
 
@@ -34,22 +35,27 @@ def import_tensorrt() -> ModuleType:
     return tensorrt
 
 
-def tensorrt_available() -> bool:
+def tensorrt_available(device_index: int = 0) -> bool:
+    """TensorRT imports and GPU `device_index` is visible (ConfigError when the index is beyond
+    the visible GPUs: the user named a GPU this machine does not have)."""
     try:
         import_tensorrt()
     except DdavsError:
         return False
-    import torch
-
-    return torch.cuda.is_available()
+    count = visible_gpu_count()
+    if count == 0:
+        return False
+    require_visible(device_index, count)
+    return True
 
 
 def gpu_identity(device_index: int = 0) -> tuple[str, str, str | None]:
-    """(GPU name, compute capability 'major.minor', CUDA version) of a CUDA device."""
+    """(GPU name, compute capability 'major.minor', CUDA version) of CUDA device `device_index`."""
     import torch
 
     if not torch.cuda.is_available():
         raise DdavsError("TensorRT needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False)")
+    require_visible(device_index, visible_gpu_count())
     major, minor = torch.cuda.get_device_capability(device_index)
     return torch.cuda.get_device_name(device_index), f"{major}.{minor}", torch.version.cuda
 
@@ -64,8 +70,8 @@ class TensorRTEngine(Engine):
         device = device or "cuda:0"
         if not device.startswith("cuda"):
             raise DdavsError(f"the tensorrt backend runs on a CUDA device, not {device!r}; use --backend onnxruntime for the CPU")
-        self.device = torch.device(device)
-        index = self.device.index or 0
+        index = cuda_index(device)
+        self.device = torch.device("cuda", index)
         self.sidecar = read_tensorrt_sidecar(self.path)
         gpu_name, capability, _ = gpu_identity(index)
         check_tensorrt_sidecar(

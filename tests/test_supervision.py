@@ -87,6 +87,30 @@ def test_a_transient_outage_gives_up_after_its_first_frame_timeout() -> None:
     assert source.fault is FaultClass.TRANSIENT and "gave up" in str(source.error)
 
 
+def test_a_stop_during_a_reconnect_attempt_is_a_stop_not_a_give_up() -> None:
+    """stop() (SIGTERM) while an attempt outlasts the limit must not turn into a transient fault
+    (exit 1): the source ends stopped, with no error."""
+    import socket
+
+    silent = socket.socket()  # accepts connections and never answers: each attempt takes its timeout
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/x"
+    try:
+        source = MediaSource(url, "cam", open_timeout=3, read_timeout=3,
+                             reconnect=ReconnectPolicy(first_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.1))
+        source.start()  # the start-up attempt times out: retried in the reader thread
+        deadline = time.monotonic() + 60
+        while source.state != SourceState.RECONNECTING:
+            assert time.monotonic() < deadline and source.state != SourceState.ERROR, source.error
+            time.sleep(0.02)
+        time.sleep(1.0)  # inside the next attempt, which ends past the 0.5 s limit
+        source.stop(timeout=30)
+    finally:
+        silent.close()
+    assert source.state == SourceState.STOPPED and source.error is None, source.error
+
+
 def test_backoff_is_jittered_below_its_cap() -> None:
     policy = ReconnectPolicy(backoff_initial_s=0.25, backoff_max_s=2.0)
     outage = Outage(policy, delivered=True, rng=random.Random(7))

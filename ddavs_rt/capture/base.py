@@ -327,6 +327,8 @@ class Source(ABC):
         assert outage is not None
         last = reason
         while True:
+            if self.stopping.is_set():  # stop() during an attempt: a stop, not a give-up (no fault)
+                return False
             delay = outage.next_delay()
             if outage.expired(delay):
                 name = self.describe()

@@ -173,7 +173,7 @@ class _LiveRun:
     the headers it publishes, collected by threads."""
 
     def __init__(self, clip: Path, checkpoint: Path, reconnect: str) -> None:
-        port = free_port()
+        port, self.metrics_port = free_port(), free_port()
         self.subscriber = Subscriber(f"tcp://127.0.0.1:{port}")
         self.headers: list[tuple[float, object]] = []  # (monotonic arrival, FrameHeader)
         self.stdout: list[tuple[float, str]] = []
@@ -182,7 +182,8 @@ class _LiveRun:
         self.process = subprocess.Popen(
             [EXE, "--file", str(clip), "--loop", "--mic", "pulse", "--reconnect", reconnect,
              "--checkpoint", str(checkpoint), "--backend", "torch", "--threads", "1", "--no-overlay",
-             "--publish", f"tcp://127.0.0.1:{port}", "--stats-interval", "0.5"],
+             "--publish", f"tcp://127.0.0.1:{port}", "--stats-interval", "0.5",
+             "--metrics", f"127.0.0.1:{self.metrics_port}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # PULSE_SERVER is inherited
         )
         self._threads = [threading.Thread(target=target, daemon=True)
@@ -211,6 +212,20 @@ class _LiveRun:
             assert self.process.poll() is None, f"{what}: the run ended ({self.process.returncode}):\n{self.output()}"
             assert time.monotonic() < deadline, f"{what}:\n{self.output()}"
             time.sleep(0.05)
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the run's Prometheus endpoint (None when absent)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return None
 
     def after(self, moment: float) -> list:
         return [header for t, header in self.headers if t > moment]
@@ -244,6 +259,8 @@ def test_a_microphone_removed_and_restored_mid_run_is_reopened_and_video_never_s
         # the outage is shown: the status line says the microphone is reconnecting ...
         run.wait_until(lambda: any("mic reconnecting" in line for line in run.status_after(removed_at)), 60,
                     "the status line never showed the microphone reconnecting")
+        assert run.metric("ddavs_microphone_state", stream="file0", state="reconnecting") == 1.0
+        assert run.metric("ddavs_source_state", stream="file0", state="running") == 1.0  # the video is fine
         # ... and video goes on, with windows flagged as missing audio
         run.wait_until(lambda: sum(not h.audio_window.complete for h in run.after(removed_at)) >= 10, 90,
                     "video stopped while the microphone was down")
@@ -254,6 +271,8 @@ def test_a_microphone_removed_and_restored_mid_run_is_reopened_and_video_never_s
         recovered_at = time.monotonic()
         run.wait_until(lambda: any("mic reconnecting" not in line and "reconnects 1" in line for line in run.status_after(recovered_at)),
                     60, "the status line did not clear the outage while counting it")
+        assert run.metric("ddavs_microphone_state", stream="file0", state="running") == 1.0
+        assert run.metric("ddavs_reconnects_total", stream="file0") == 1.0
         run.process.send_signal(signal.SIGTERM)
         code = run.process.wait(timeout=90)
     finally:
@@ -299,3 +318,4 @@ def test_a_microphone_that_never_comes_back_ends_the_run_with_exit_1_and_one_lin
     faults = [line for line in run.stderr if " E " in line or line.startswith("ddavs-rt: error:")]
     assert len(faults) == 1, output
     assert "microphone 'pulse' gave up after" in faults[0] and "limit 3 s" in faults[0], faults[0]
+    assert "check that the microphone is plugged in" in faults[0], faults[0]

@@ -201,6 +201,10 @@ class Source(ABC):
     def _interrupt(self) -> None:
         """Wake a reader blocked in I/O so that it sees `stopping` (optional)."""
 
+    def _reconnect_hint(self) -> str:
+        """What to check when an outage outlasted its limit (the start of the give-up line's fix)."""
+        return "check that it is up and reachable"
+
     def _delivered(self) -> bool:
         """Whether the source has ever delivered what it exists for (called under `_lock`): an
         outage before that is bounded by the policy's first-frame timeout."""
@@ -336,7 +340,7 @@ class Source(ABC):
                 raise TransientSourceError(
                     f"{name} gave up after {outage.elapsed():.0f} s of retrying "
                     f"(limit {policy.describe_limit(delivered)}; last: {last}); "
-                    "check that it is up and reachable, or raise --reconnect-timeout (or pass --reconnect forever)"
+                    f"{self._reconnect_hint()}, or raise --reconnect-timeout (or pass --reconnect forever)"
                 )
             if not self._sleep(delay):
                 return False

@@ -196,6 +196,9 @@ class MicrophoneSource(Source):
     def _delivered(self) -> bool:
         return self._audio_chunks > 0
 
+    def _reconnect_hint(self) -> str:
+        return "check that the microphone is plugged in and the sound server (PulseAudio/PipeWire) is running"
+
     def _callback(self, indata, frames, time_info, status) -> None:
         """PortAudio's thread: copy and hand off, nothing more."""
         arrival = time.monotonic()

@@ -8,7 +8,9 @@ Per stream (label `stream`, the stream id, never a source location):
     expected at the start), ddavs_audio_incomplete_windows_total (audio missing after it began),
     ddavs_audio_ring_gaps_total (discontinuities in the audio), ddavs_microphone_overflows_total
     (PortAudio input overflows), ddavs_silent_windows_total, ddavs_reconnects_total,
-    ddavs_source_state{state=...} (1 for the current state),
+    ddavs_source_state{state=...} (1 for the video source's current state),
+    ddavs_microphone_state{state=...} (the same for a paired microphone; streams without one
+    have no series: "reconnecting" during a microphone outage),
     ddavs_capture_to_sent_seconds (histogram: capture to the message's send having returned,
     observed after the send), ddavs_capture_to_infer_seconds.
 For the engine: ddavs_batch_size and ddavs_inference_seconds (histograms, one sample per batch),
@@ -88,6 +90,8 @@ class _StreamCounters(Collector):
         }
         state = GaugeMetricFamily("ddavs_source_state", "1 for the stream's current source state",
                                   labels=["stream", "state"])
+        mic_state = GaugeMetricFamily("ddavs_microphone_state", "1 for the current state of the stream's paired "
+                                      "microphone (streams without one have no series)", labels=["stream", "state"])
         faulted = GaugeMetricFamily("ddavs_stream_faulted", "1 once the stream was stopped because the engine "
                                     "kept failing on its input", labels=["stream"])
         failed_batches = CounterMetricFamily("ddavs_engine_failed_batches", "engine calls that raised (each batch's "
@@ -110,8 +114,13 @@ class _StreamCounters(Collector):
             current = sources[0].state if sources else None
             for value in SourceState:
                 state.add_metric(label + [value.value], 1.0 if value == current else 0.0)
+            mic = stream.audio_state()
+            if mic is not None:
+                for value in SourceState:
+                    mic_state.add_metric(label + [value.value], 1.0 if value.value == mic else 0.0)
         yield from families.values()
         yield state
+        yield mic_state
         yield faulted
         yield failed_batches
 

@@ -197,7 +197,134 @@ def rtsp_kill_restart(ctx: Context) -> dict:
     }
 
 
+def _pulse(ctx: Context, name: str):
+    """A private PulseAudio daemon with a null sink (tests/support/pulse.py), or RuntimeError."""
+    from support.pulse import PulseAudioServer, pulse_available
+
+    reason = pulse_available()
+    if reason is not None:
+        raise RuntimeError(f"PulseAudio is unavailable: {reason}")
+    folder = ctx.tmp / name
+    folder.mkdir(exist_ok=True)
+    pulse = PulseAudioServer(folder)
+    pulse.start()
+    return pulse
+
+
+def mic_remove_restore(ctx: Context) -> dict:
+    """A file paired with a real PulseAudio microphone; the microphone's null sink is unloaded
+    (as a USB microphone is unplugged) and loaded again `cycles` times."""
+    from support.media import write_test_clip
+
+    from ddavs_rt.config import MediaSourceConfig, RuntimeConfig
+    from ddavs_rt.engine import open_engine
+    from ddavs_rt.publish.subscriber import Subscriber
+    from ddavs_rt.runtime.runner import Runtime
+
+    outage_s, settle_s = 5.0, 6.0
+    pulse = _pulse(ctx, "pulse-mic")
+    clip = write_test_clip(ctx.tmp / "mic-clip.mp4", seconds=2.0, fps=10, audio=False)
+    port = free_port()
+    config = RuntimeConfig(
+        sources=[MediaSourceConfig(id="av", location=str(clip.path), loop=True, mic="pulse")],
+        publish=f"tcp://127.0.0.1:{port}", overlay=False, send_hwm=10000, reconnect_timeout_s=120,
+    )
+    runtime = Runtime(config, open_engine(ctx.engine, backend=ctx.backend))
+    messages: list[tuple[float, int, bool]] = []  # (monotonic, seq, window complete)
+    stop = threading.Event()
+    subscriber = Subscriber(f"tcp://127.0.0.1:{port}")
+
+    def listen() -> None:
+        while not stop.is_set():
+            message = subscriber.recv(0.2)
+            if message is not None:
+                messages.append((time.monotonic(), message.header.seq, message.header.audio_window.complete))
+
+    def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    runner = threading.Thread(target=runtime.run, args=(stop,), daemon=True)
+    stream = runtime.streams[0]
+    cycles = []
+    try:
+        runtime.start()
+        runner.start()
+        if not wait_until(lambda: any(c for _, _, c in messages), 120):
+            raise RuntimeError("no complete audio window: the microphone's audio never arrived")
+        time.sleep(settle_s)
+        for _ in range(ctx.cycles):
+            pulse.remove_sink()
+            removed = time.monotonic()
+            noticed = wait_until(lambda: stream.health().audio_state == "reconnecting", 30)
+            noticed_at = time.monotonic()
+            time.sleep(max(0.0, outage_s - (time.monotonic() - removed)))
+            pulse.restore_sink()
+            back = time.monotonic()
+            recovered = wait_until(lambda: any(c and t > back for t, _, c in messages), 60)
+            first = min((t for t, _, c in messages if c and t > back), default=None)
+            time.sleep(settle_s)
+            during = [m for m in messages if removed <= m[0] < back]
+            cycles.append({
+                "outage_s": round(back - removed, 2),
+                "noticed_after_removal_s": round(noticed_at - removed, 2) if noticed else None,
+                "recovered": recovered,
+                "complete_windows_after_sink_back_s": round(first - back, 2) if first else None,
+                "video_published_during_outage": len(during),
+                "video_fps_during_outage": round(len(during) / (back - removed), 2),
+                "incomplete_windows_during_outage": sum(not c for _, _, c in during),
+            })
+            print(f"  cycle {len(cycles)}: sink back -> complete windows in "
+                  f"{cycles[-1]['complete_windows_after_sink_back_s']} s; "
+                  f"{cycles[-1]['video_fps_during_outage']} fps of video during the outage", flush=True)
+    finally:
+        stop.set()
+        runner.join(timeout=15)
+        listener.join(timeout=5)
+        subscriber.close()
+        health = runtime.health()[0]
+        result = runtime.result()
+        runtime.close()
+        pulse.stop()
+    seqs = [s for _, s, _ in messages]
+    recover = [c["complete_windows_after_sink_back_s"] for c in cycles if c["complete_windows_after_sink_back_s"] is not None]
+    return {
+        "outage_target_s": outage_s,
+        "cycles": cycles,
+        "complete_windows_after_sink_back_s": {"median": _percentile(recover, 50), "max": max(recover) if recover else None},
+        "video_seq_gaps": int(np.sum(np.diff(seqs) != 1)) if len(seqs) > 1 else None,
+        "reconnects_counted": health.reconnects,
+        "reconnects_expected": ctx.cycles,
+        "audio_incomplete_windows": health.audio_incomplete_windows,
+        "audio_ring_gaps": health.audio_ring_gaps,
+        "exit_code_after_stop": result.exit_code,
+    }
+
+
 # ------------------------------------------------------------------------------ exits
+def exit_mic_gone(ctx: Context) -> dict:
+    """A file paired with a PulseAudio microphone that is removed and never comes back; `--reconnect 5`."""
+    from support.media import write_test_clip
+
+    pulse = _pulse(ctx, "pulse-gone")
+    clip = write_test_clip(ctx.tmp / "gone-clip.mp4", seconds=2.0, fps=10, audio=False)
+    timer = threading.Timer(30.0, pulse.remove_sink)  # after the run has started and heard the microphone
+    timer.start()
+    try:
+        result = ctx.cli(["--file", str(clip.path), "--loop", "--mic", "pulse", "--reconnect", "5", "--duration", "300"])
+    finally:
+        timer.cancel()
+        pulse.stop()
+    result["removed_after_s"] = 30.0
+    return result
+
+
 def exit_404(ctx: Context) -> dict:
     server = ctx.rtsp_server()
     return ctx.cli(["--rtsp", server.url.replace("/test", "/no-such-path"), "--duration", "300"])
@@ -266,6 +393,9 @@ SCENARIOS: list[Scenario] = [
              exit_refused),
     Scenario("exit-corrupt-file", "a file corrupted mid-way: exit code", exit_corrupt_file),
     Scenario("exit-camera-dies", "a camera that dies beside a live microphone: exit code", exit_camera_dies),
+    Scenario("mic-remove-restore", "a PulseAudio microphone removed and restored under a file stream: recovery, "
+             "video during the outage, counters", mic_remove_restore),
+    Scenario("exit-mic-gone", "a microphone removed for good (--reconnect 5): exit code, time to exit", exit_mic_gone),
     Scenario("engine-fault", "an exception injected in engine.infer on one batch, then on one stream's frames: "
              "frames lost, the others' seq continuity, p95 before/during/after", engine_fault),
 ]
@@ -335,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         "backend": args.backend,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "command": "python bench/faults.py " + " ".join(argv),
-        "exit_codes_expected": {"exit-404": 2, "exit-refused": 1, "exit-corrupt-file": 2, "exit-camera-dies": 1},
+        "exit_codes_expected": {"exit-404": 2, "exit-refused": 1, "exit-corrupt-file": 2, "exit-camera-dies": 1,
+                                "exit-mic-gone": 1},
         "scenarios": results,
     }
     out = Path(args.out) if args.out else REPO / "bench" / "results" / (

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 import threading
 import time
@@ -309,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
     result = {
         "benchmark": "ddavs-rt bench-pipeline",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": describe_machine(),
         "load_average_after": list(os.getloadavg()),
         "model_id": spec.model_id,
@@ -373,7 +374,7 @@ def run_capacity(args: argparse.Namespace) -> int:
     passes: list[dict] = []
     result: dict = {
         "benchmark": "ddavs-rt bench-pipeline --streams max",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": started.isoformat(timespec="seconds"),
         "machine": machine,
         "note": args.note,

@@ -56,3 +56,24 @@ def test_tone_played_into_the_sink_is_captured_at_the_model_rate(pulse_server, t
     freqs = np.fft.rfftfreq(len(middle), 1 / 16000)
     assert abs(freqs[np.argmax(np.abs(np.fft.rfft(middle)))] - tone_hz) < 5
     assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.5 / np.sqrt(2), abs=0.05)
+
+
+def test_native_chatter_on_fd_2_goes_to_debug_and_other_output_is_kept(capfd, caplog):
+    """The fd-2 capture around a microphone reopen: PortAudio/ALSA lines (written by C to the
+    file descriptor, not through Python) are logged at DEBUG; anything else still reaches stderr."""
+    import logging
+    import os
+
+    from ddavs_rt.capture.native_stderr import quiet_native_stderr
+
+    with caplog.at_level(logging.DEBUG, logger="ddavs_rt.capture.native_stderr"):
+        with quiet_native_stderr("microphone 'x'"):
+            os.write(2, b"ALSA lib pcm_pulse.c:758:(pulse_prepare) PulseAudio: Unable to create stream\n\n")
+            os.write(2, b"Expression 'r' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 2097\n")
+            os.write(2, b"another thread's warning\n")
+        os.write(2, b"after the window\n")
+    err = capfd.readouterr().err
+    assert "Unable to create stream" not in err and "Expression" not in err
+    assert "another thread's warning" in err and "after the window" in err
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("microphone 'x': ALSA lib" in m for m in debug) and any("Expression 'r'" in m for m in debug)

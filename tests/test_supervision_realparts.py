@@ -297,6 +297,7 @@ def test_a_microphone_removed_and_restored_mid_run_is_reopened_and_video_never_s
     ended = [line for line in run.stderr if "reconnected after" in line]
     assert len(began) == 1 and "microphone 'pulse'" in began[0] and len(ended) == 1, output
     assert not [line for line in run.stderr if " E " in line or "Traceback" in line], output
+    assert not [line for line in run.stderr if "Unable to create stream" in line], output  # reopen chatter: DEBUG
     finals = [line for _, line in run.stdout if line.startswith("final [file0]")]
     assert len(finals) == 1 and "reconnects 1" in finals[0], output
 
@@ -319,3 +320,5 @@ def test_a_microphone_that_never_comes_back_ends_the_run_with_exit_1_and_one_lin
     assert len(faults) == 1, output
     assert "microphone 'pulse' gave up after" in faults[0] and "limit 3 s" in faults[0], faults[0]
     assert "check that the microphone is plugged in" in faults[0], faults[0]
+    # each failed reopen's PortAudio/ALSA chatter went to DEBUG, not the operator's terminal
+    assert not [line for line in run.stderr if "Unable to create stream" in line or "Expression 'r'" in line], output

@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ from ddavs_rt.capture.base import DropOldestQueue, Source
 from ddavs_rt.capture.clock import SampleClock
 from ddavs_rt.capture.resample import StreamingResampler
 from ddavs_rt.capture.faults import TransientSourceError
+from ddavs_rt.capture.native_stderr import quiet_native_stderr
 from ddavs_rt.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,6 @@ class MicrophoneSource(Source):
     def _connect(self, kind: type[SourceError]) -> None:
         """Open and start a PortAudio stream on the device; a fresh clock and resampler, on the
         same stream clock (`_t0`). Raises `kind` with one line when it cannot."""
-        global _open_streams
         sd = import_sounddevice()
         info = self._find_device(sd, kind)
         rate = int(self.native_rate or info["default_samplerate"])
@@ -169,6 +170,15 @@ class MicrophoneSource(Source):
         self.clock_model = SampleClock(rate)
         self._raw.drain()  # blocks of a previous connection (its sample count starts again at 0)
         self._received = self._expected = self._origin = 0
+        # A reopen during an outage runs about once a second: PortAudio/ALSA's own lines about each
+        # failed attempt go to DEBUG, not the terminal (the first open keeps them: they may help).
+        quiet = quiet_native_stderr(self.describe()) if kind is TransientSourceError else contextlib.nullcontext()
+        with quiet:
+            self._start_stream(sd, info, rate, kind)
+        log.info("%s: '%s' at %d Hz, resampled to %d Hz", self.describe(), info["name"], rate, self.sample_rate)
+
+    def _start_stream(self, sd, info: dict, rate: int, kind: type[SourceError]) -> None:
+        global _open_streams
         try:
             stream = sd.InputStream(
                 device=info["index"], samplerate=rate, channels=1, dtype="float32",
@@ -191,7 +201,6 @@ class MicrophoneSource(Source):
                 f"{self.describe()} ('{info['name']}') could not be started at {rate} Hz: {error}; "
                 f"available input devices: {input_device_list(sd)}"
             ) from None
-        log.info("%s: '%s' at %d Hz, resampled to %d Hz", self.describe(), info["name"], rate, self.sample_rate)
 
     def _delivered(self) -> bool:
         return self._audio_chunks > 0

@@ -17,12 +17,21 @@ The B5 configs are large (export plus the three fp16 paths take about 5 minutes 
 suite well under 30 minutes on a 2-core CI machine. Run them with `pytest -m heavy
 tests/test_model_configs_gpu.py` (on 2026-12-03 ddavs-b5-htsat, ddavs-b5-vggish and ddeseg-b5-htsat passed;
 sdavs-b5-htsat was not run to its end). The tiny configs run by default; the HTSAT and VGGish
-front-ends' fp16 safety is also tested on its own in tests/test_fp16_frontend.py."""
+front-ends' fp16 safety is also tested on its own in tests/test_fp16_frontend.py.
+
+Each config is built and exported once (`built`, a module-scoped fixture over the configs) and
+its three checks share that export and model; configs that are the same model apart from their
+name (ablation/tiny-full and ablation/tiny-pos-34) share one export, since their random weights
+(seed 0) and graph are the same. The export (torch.export plus the ONNX optimizer) is about 75 %
+of a config's time."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +97,53 @@ def test_every_config_is_listed():
     assert len(CONFIGS) >= 16 and any("htsat" in p.stem for p in CONFIGS)
 
 
-@pytest.mark.parametrize("config", [_param(p) for p in CONFIGS])
-def test_config_on_the_gpu_paths(config, tmp_path, synth_root):
+def config_key(path: Path) -> str:
+    """The model a config builds, without its name: configs with equal keys give the same export."""
+    fields = load_config(path, ModelConfig).model_dump(mode="json")
+    fields.pop("name")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Built:
+    """One config's random-weight model, its export and the fp32 reference logits."""
+
+    model: torch.nn.Module
+    cfg: ModelConfig
+    proto: onnx.ModelProto
+    frames: np.ndarray
+    audio: np.ndarray
+    stress_frames: np.ndarray
+    stress: np.ndarray
+    ref: np.ndarray  # fp32 logits on the SynthAVS inputs
+    ref_stress: np.ndarray  # fp32 logits on silence, tone and noise
+
+
+_EXPORTS: dict[str, tuple[Path, Path]] = {}  # config_key -> (checkpoint, export)
+
+
+@pytest.fixture(scope="module", params=[_param(p) for p in CONFIGS])
+def built(request, tmp_path_factory, synth_root) -> Built:
     torch.set_num_threads(1)
-    checkpoint = write_random_checkpoint(config, tmp_path / "ckpt", seed=0)
+    config: Path = request.param
+    key = config_key(config)
+    if key not in _EXPORTS:
+        folder = tmp_path_factory.mktemp(config.stem)
+        checkpoint = write_random_checkpoint(config, folder / "ckpt", seed=0)
+        # the export refuses a graph that breaks TensorRT's parser rules (TensorRTRulesError)
+        _EXPORTS[key] = checkpoint, export_checkpoint(checkpoint, folder / "m.onnx", batch=(1, 4))
+    checkpoint, exported = _EXPORTS[key]
     model, cfg = load_checkpoint(checkpoint)
     model = model.eval()
     frames, audio, stress_frames, stress = inputs(cfg, synth_root)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(frames), torch.from_numpy(audio)).numpy()
+        ref_stress = model(torch.from_numpy(stress_frames), torch.from_numpy(stress)).numpy()
+    return Built(model, cfg, onnx.load(str(exported)), frames, audio, stress_frames, stress, ref, ref_stress)
 
-    # --- the exported graph follows TensorRT's parser rules (the export refuses otherwise)
-    out = export_checkpoint(checkpoint, tmp_path / "m.onnx", batch=(1, 4))  # refuses a graph that breaks the rules
-    proto = onnx.load(str(out))
+
+def test_export_follows_tensorrt_parser_rules(built):
+    proto = built.proto
     assert tensorrt_problems(proto) == []
     graph = onnx.shape_inference.infer_shapes(proto).graph
     outputs = {v.name for v in graph.output}
@@ -108,29 +153,33 @@ def test_config_on_the_gpu_paths(config, tmp_path, synth_root):
     assert [n.op_type for n in graph.node if "frames" in n.input] == ["Cast"]
     assert not [name for name in made if types.get(name) == onnx.TensorProto.UINT8]
 
-    # --- torch fp16: autocast and .half()
+
+def test_torch_fp16_autocast_and_half(built):
+    torch.set_num_threads(1)
+    model, frames, audio = built.model, torch.from_numpy(built.frames), torch.from_numpy(built.audio)
+    stress_frames, stress = torch.from_numpy(built.stress_frames), torch.from_numpy(built.stress)
+    assert np.isfinite(built.ref_stress).all()
     with torch.no_grad():
-        ref = model(torch.from_numpy(frames), torch.from_numpy(audio)).numpy()
-        ref_stress = model(torch.from_numpy(stress_frames), torch.from_numpy(stress)).numpy()
-        assert np.isfinite(ref_stress).all()
         with torch.autocast("cpu", dtype=torch.float16):
-            auto = model(torch.from_numpy(frames), torch.from_numpy(audio)).float().numpy()
-            auto_stress = model(torch.from_numpy(stress_frames), torch.from_numpy(stress)).float().numpy()
+            auto = model(frames, audio).float().numpy()
+            auto_stress = model(stress_frames, stress).float().numpy()
         half_model = copy.deepcopy(model).half()
-        half = half_model(torch.from_numpy(frames), torch.from_numpy(audio).half()).float().numpy()
-        half_stress = half_model(torch.from_numpy(stress_frames), torch.from_numpy(stress).half()).float().numpy()
-    assert_agrees(auto, ref, FP16_REL["autocast"], "autocast fp16")
-    assert_agrees(half, ref, FP16_REL["half"], ".half()")
+        half = half_model(frames, audio.half()).float().numpy()
+        half_stress = half_model(stress_frames, stress.half()).float().numpy()
+    assert_agrees(auto, built.ref, FP16_REL["autocast"], "autocast fp16")
+    assert_agrees(half, built.ref, FP16_REL["half"], ".half()")
     assert np.isfinite(auto_stress).all() and np.isfinite(half_stress).all()
 
-    # --- the ONNX fp16 conversion of the TensorRT build, run in ONNX Runtime
-    assert front_end_nodes(proto)
-    converted, _ = fp16_model(proto)
+
+def test_onnx_fp16_conversion_of_the_tensorrt_build(built):
+    """The ONNX fp16 conversion of the TensorRT build, run in ONNX Runtime."""
+    assert front_end_nodes(built.proto)
+    converted, _ = fp16_model(built.proto)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(converted.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    onnx16 = session.run(None, {"frames": frames, "audio": audio})[0]
-    onnx16_stress = session.run(None, {"frames": stress_frames, "audio": stress})[0]
-    assert_agrees(onnx16, ref, FP16_REL["onnx"], "ONNX fp16")
+    onnx16 = session.run(None, {"frames": built.frames, "audio": built.audio})[0]
+    onnx16_stress = session.run(None, {"frames": built.stress_frames, "audio": built.stress})[0]
+    assert_agrees(onnx16, built.ref, FP16_REL["onnx"], "ONNX fp16")
     assert np.isfinite(onnx16_stress).all()

@@ -77,3 +77,35 @@ def test_native_chatter_on_fd_2_goes_to_debug_and_other_output_is_kept(capfd, ca
     assert "another thread's warning" in err and "after the window" in err
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("microphone 'x': ALSA lib" in m for m in debug) and any("Expression 'r'" in m for m in debug)
+
+
+def test_a_hung_sound_server_is_an_outage_and_the_microphone_comes_back(pulse_server):
+    """PulseAudio frozen (SIGSTOP): PortAudio reports nothing and its calls may block, yet the
+    source declares the outage from the silence of its blocks, and reopens after SIGCONT."""
+    from ddavs_rt.capture.base import SourceState
+    from ddavs_rt.capture.faults import ReconnectPolicy
+
+    def wait(predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            source.raise_if_failed()
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    source = MicrophoneSource("pulse", "mic", audio_queue_size=100_000, reconnect=ReconnectPolicy.from_setting(120))
+    source.start()
+    try:
+        wait(lambda: source.health().audio_chunks > 0, 30, "no audio before the freeze")
+        pulse_server.freeze()
+        try:
+            wait(lambda: source.state == SourceState.RECONNECTING, 60, "the hung server was never noticed")
+            assert "delivered no audio" in source.health().error and source.health().reconnects == 1
+        finally:
+            pulse_server.thaw()
+        wait(lambda: source.state == SourceState.RUNNING, 60, "the microphone did not come back")
+        count = source.health().audio_chunks
+        wait(lambda: source.health().audio_chunks > count + 10, 30, "audio did not flow after the reopen")
+        health = source.health()
+    finally:
+        source.stop()
+    assert health.error is None and health.reconnects == 1 and source.error is None

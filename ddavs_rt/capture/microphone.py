@@ -19,8 +19,10 @@
   times continue from the true sample count, never squeezed together.
 - Supervision (docs/architecture.md, "Supervision"): a device that does not exist at start is a
   permanent fault. A stream that ends by itself (PortAudio aborts it: the device was unplugged,
-  PulseAudio restarted or lost the source, a USB microphone reset) or delivers nothing for
-  `STALL_S` is an outage: the stream is closed and the device (by the same name or index) is
+  PulseAudio restarted or lost the source, a USB microphone reset: PortAudio's finished
+  callback) or delivers nothing for `STALL_S` (a hung sound server; the watchdog never calls into
+  PortAudio, whose calls block then, and the outage is declared before the lost stream is
+  closed) is an outage: the stream is closed and the device (by the same name or index) is
   reopened under the source's `ReconnectPolicy` with jittered backoff, every failure transient
   (a replugged device comes back). A reopen counts only once the new stream delivers audio
   (`REOPEN_PROOF_S`). The new connection is anchored afresh on the same stream clock, so its audio
@@ -107,6 +109,7 @@ class MicrophoneSource(Source):
         self.has_audio = True
         self._raw: DropOldestQueue[tuple[int, np.ndarray, float, float, float]] = DropOldestQueue(raw_queue_blocks)
         self._stream = None
+        self._finished = threading.Event()  # the current stream ended by itself (PortAudio's finished callback)
         self._received = 0          # samples delivered by PortAudio (callback thread only)
         self.overflows = 0          # PortAudio input overflows reported
         self.gaps = 0               # discontinuities (blocks lost before the worker saw them)
@@ -148,11 +151,11 @@ class MicrophoneSource(Source):
     def _reopen(self) -> None:
         """Open the device again after an outage; every failure is transient (it may come back).
         Counts as connected only once the new stream delivers audio."""
+        self._close(abort=True)  # the lost stream (after the backoff wait: it may block while a server hangs)
         self._connect(TransientSourceError)
         deadline = time.monotonic() + REOPEN_PROOF_S
         while not len(self._raw):
-            stream = self._stream
-            if stream is None or not stream.active or time.monotonic() > deadline:
+            if self._stream is None or self._finished.is_set() or time.monotonic() > deadline:
                 self._close()
                 raise TransientSourceError(f"{self.describe()} opened again but delivered no audio")
             if not self._sleep(0.02):
@@ -179,11 +182,13 @@ class MicrophoneSource(Source):
 
     def _start_stream(self, sd, info: dict, rate: int, kind: type[SourceError]) -> None:
         global _open_streams
+        finished = threading.Event()  # set by PortAudio when this stream ends by itself (or is stopped)
+        self._finished = finished
         try:
             stream = sd.InputStream(
                 device=info["index"], samplerate=rate, channels=1, dtype="float32",
                 blocksize=max(1, int(rate * self.block_seconds)), latency=self.latency,
-                callback=self._callback,
+                callback=self._callback, finished_callback=finished.set,
             )
         except (sd.PortAudioError, ValueError) as error:
             raise kind(
@@ -249,7 +254,8 @@ class MicrophoneSource(Source):
             lost = self._capture_until_lost()
             if lost is None:
                 return
-            self._close()
+            # the outage is declared (state, log line) before the lost stream is closed: closing a
+            # stream whose sound server hangs can block until the server answers again
             # reopened but nothing emitted since: the same outage goes on (its time limit too)
             continuing = reopened_at is not None and reopened_at == self.health().audio_chunks
             if not self._reconnect(self._reopen, lost, continuing=continuing):
@@ -264,9 +270,10 @@ class MicrophoneSource(Source):
         while not self.stopping.is_set():
             item = self._raw.get(timeout=0.1)
             if item is None:
-                stream = self._stream
+                # never ask PortAudio here (`stream.active` blocks while a sound server hangs):
+                # its finished callback and the time since the last block tell
                 quiet = time.monotonic() - quiet_since
-                if stream is None or not stream.active:
+                if self._stream is None or self._finished.is_set():
                     if quiet > ENDED_GRACE_S:  # its last blocks are in; PortAudio ended the stream
                         return (f"{self.describe()} stopped: its audio stream ended (device unplugged, "
                                 "sound server restarted or source removed)")
@@ -306,14 +313,15 @@ class MicrophoneSource(Source):
             t = clock.time_of(self._origin + first * self._resampler.ratio)
             self._emit_audio(t, samples, self.sample_rate)
 
-    def _close(self) -> None:
+    def _close(self, abort: bool = False) -> None:
+        """Stop and close the stream; `abort` drops what is buffered (a lost stream)."""
         global _open_streams
         stream, self._stream = self._stream, None
         if stream is not None:
             with _open_streams_lock:
                 _open_streams -= 1
             try:
-                stream.stop()
+                stream.abort() if abort else stream.stop()
                 stream.close()
             except Exception:  # noqa: BLE001 - the device may already be gone
                 log.debug("%s: close failed", self.describe(), exc_info=True)

@@ -6,7 +6,8 @@ source, and exports PULSE_SERVER so that PortAudio's ALSA `pulse` device records
 silent player (`pacat` from /dev/zero) keeps the sink's clock running in real time (without it,
 reads run slower than real time). `play(wav)` plays a file into the sink. `stop()` ends every
 process it started, by PID. `remove_sink()` unloads the null sink (its monitor, the microphone,
-disappears, as when a USB microphone is unplugged) and `restore_sink()` loads it again.
+disappears, as when a USB microphone is unplugged) and `restore_sink()` loads it again;
+`freeze()`/`thaw()` SIGSTOP/SIGCONT the daemon (a hung sound server).
 """
 
 from __future__ import annotations
@@ -129,6 +130,15 @@ class PulseAudioServer:
         self._pactl("set-default-source", f"{SINK}.monitor")
         self._start_silence()
 
+    def freeze(self) -> None:
+        """SIGSTOP the daemon: a sound server that hangs (its clients' reads block, nothing errors)."""
+        assert self.daemon is not None
+        os.kill(self.daemon.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            os.kill(self.daemon.pid, signal.SIGCONT)
+
     def play(self, wav: str | Path) -> subprocess.Popen[bytes]:
         """Start playing a WAV file into the sink; returns the player process."""
         player = subprocess.Popen(
@@ -139,6 +149,7 @@ class PulseAudioServer:
         return player
 
     def stop(self) -> None:
+        self.thaw()  # a frozen daemon would not end on SIGTERM
         for process in [*self.players, self.silence, self.daemon]:
             if process is not None and process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)

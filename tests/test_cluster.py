@@ -99,12 +99,25 @@ def test_a_killed_worker_moves_its_shard_and_every_stream_publishes_again_throug
         restarted = {s for s in everyone if any(epoch == 1 for _, epoch, _ in arrivals[s])}
         assert restarted, "no stream came back with a new epoch"
         assert restarted != set(everyone), "the surviving worker's shard restarted too"
-        # one endpoint serves every shard's counters, all on the survivor now
-        scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
-        processed = [line for line in scrape.splitlines() if line.startswith("ddavs_frames_processed_total{")]
-        for s in everyone:
-            assert any(f'stream="{s}"' in line and f'worker="{survivor}"' in line for line in processed), (s, processed)
-        epochs = [line for line in scrape.splitlines() if line.startswith("ddavs_cluster_shard_epoch{")]
+        # one endpoint serves every shard's counters, all on the survivor once the restarted
+        # shard's first report is in: reports come every second, so frames can arrive first
+        def scrape() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
+
+        def processed(text: str) -> list[str]:
+            return [line for line in text.splitlines() if line.startswith("ddavs_frames_processed_total{")]
+
+        def all_on_survivor() -> bool:
+            lines = processed(scrape())
+            return all(any(f'stream="{s}"' in line and f'worker="{survivor}"' in line for line in lines)
+                       for s in everyone)
+
+        _wait_until(all_on_survivor, 60, "the endpoint did not show every stream on the surviving worker", log)
+        text = scrape()
+        for s in everyone:  # and no stream is counted on the killed worker any more
+            assert not any(f'stream="{s}"' in line and f'worker="{survivor}"' not in line
+                           for line in processed(text)), (s, processed(text))
+        epochs = [line for line in text.splitlines() if line.startswith("ddavs_cluster_shard_epoch{")]
         assert len(epochs) == 2 and all(f'worker="{survivor}"' in line for line in epochs), epochs
         os.kill(cli.pid, signal.SIGTERM)
         assert cli.wait(timeout=90) == 0, log.read_text()[-3000:]

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 GRAPH_SUFFIXES = (".onnx", ".xml")  # an ONNX export or an OpenVINO IR, each with its sidecar
-INT8_JF_BOUND = 0.01  # auto runs an int8 file only when its sidecar records a J&F drop within this
+INT8_JF_BOUND = 0.01  # an int8 file is 'checked' when its sidecar records a J&F drop within this
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 EXPORT_BATCH = (1, 16)  # the batch range of an export made by `auto` (the runtime's max_batch is at most this)
 
@@ -290,12 +290,14 @@ def openvino_usable() -> bool:
 
 def cpu_choice(graph: Path, named: bool, identity: ModelIdentity | None, backend: str, precision: str, why: str,
                folder: Path | None = None) -> EngineChoice:
-    """The CPU rule (docs/architecture.md, "Which engine on which machine"; backed by `ddavs-rt bench`):
+    """The CPU rule (docs/architecture.md, "Which engine on which machine"; backed by `ddavs-rt bench`
+    in docs/results/cpu-engines.md):
 
-    int8 on OpenVINO when an int8 file of this model exists and its recorded J&F drop is within
-    INT8_JF_BOUND; else bf16 on OpenVINO when the CPU multiplies bf16 natively (AMX or AVX-512
-    BF16); else fp32 on ONNX Runtime. A pinned backend or precision narrows this, or fails in one
-    line when the machine or the files cannot give it.
+    bf16 on OpenVINO when the CPU multiplies bf16 natively (AMX or AVX-512 BF16); else fp32 on
+    ONNX Runtime. int8 runs only when pinned (`auto:int8`, `openvino:int8`) or named: it measured
+    slower than bf16 on the AMX Xeon and slower than ONNX Runtime fp32 on the AVX2 EPYC, so `auto`
+    never picks it (it logs that a checked int8 file was passed over). A pinned backend or
+    precision narrows this, or fails in one line when the machine or the files cannot give it.
     """
     from ddavs_rt.engine.openvino_backend import OPENVINO_MISSING, native_bf16
 
@@ -317,10 +319,13 @@ def cpu_choice(graph: Path, named: bool, identity: ModelIdentity | None, backend
         if int8 is not None:
             ok, detail = int8_verified(read_onnx_sidecar(int8))
             run_on = "onnxruntime" if backend == "onnxruntime" or not have_ov else "openvino"
-            if precision == "int8" or ok:
+            if precision == "int8":  # pinned: the user accepts the file, checked or not
+                if not ok:
+                    log.warning("running %s although %s", int8, detail)
                 return EngineChoice(run_on, int8, f"{why}: int8 {int8} on {run_on} ({detail})", False,
                                     "int8" if run_on == "openvino" else None, identity)
-            log.info("not running %s: %s", int8, detail)
+            log.info("not running %s (%s): int8 measured slower than bf16 and fp32 on the CPUs benchmarked; "
+                     "pin it with --backend %s:int8", int8, detail, backend)
         if precision == "int8":
             raise CheckpointError(f"{graph}: no int8 file of this model beside it; run `ddavs-rt calibrate --onnx {graph} "
                                   f"--data DIR --engine {'openvino' if have_ov else 'onnxruntime'}`")

@@ -5,20 +5,28 @@
 #                                  real-parts tests use (PortAudio, PulseAudio, GStreamer RTSP)
 #   bash scripts/setup.sh --runtime  a deployment without torch, torchaudio or CUDA libraries: the
 #                                  streaming runtime, subscribe, view and bench-pipeline on an
-#                                  exported graph (pyproject's `runtime` list; about 400 MB)
+#                                  exported graph (pyproject's `runtime` list; about 470 MB)
+#   bash scripts/setup.sh --runtime --openvino  the same plus OpenVINO (no NNCF), for the bf16
+#                                  engine that `auto` picks on a CPU with AMX or AVX-512 BF16
 # VENV=DIR puts the environment somewhere other than .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dev=0
 runtime=0
+openvino=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
     --runtime) runtime=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (use --dev or --runtime)" >&2; exit 2 ;;
+    --openvino) openvino=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (use --dev, --runtime or --runtime --openvino)" >&2; exit 2 ;;
   esac
 done
+if [ "$openvino" = 1 ] && [ "$runtime" = 0 ]; then
+  echo "setup.sh: --openvino goes with --runtime (--dev installs OpenVINO already; a full install adds it with .venv/bin/pip install -e '.[openvino]')" >&2
+  exit 2
+fi
 if [ "$dev" = 1 ] && [ "$runtime" = 1 ]; then
   echo "setup.sh: --dev needs the full install (the tests train and export); use one of --dev, --runtime" >&2
   exit 2
@@ -53,6 +61,7 @@ fi
 extras="."
 [ "$dev" = 1 ] && extras=".[dev]"
 [ "$runtime" = 1 ] && extras="runtime"
+[ "$openvino" = 1 ] && extras="runtime+openvino"
 stamp="$VENV/.ddavs-setup-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x "$VENV/bin/ddavs-rt" ]; then
   exit 0
@@ -64,6 +73,9 @@ if [ "$runtime" = 1 ]; then
   # the package without its declared (full) dependencies, then exactly the runtime list
   mapfile -t runtime_deps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["runtime"]))')
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+  if [ "$openvino" = 1 ]; then  # the engine only, as pinned in pyproject's `openvino` extra (not NNCF)
+    mapfile -t -O "${#runtime_deps[@]}" runtime_deps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["openvino"] if d.startswith("openvino")))')
+  fi
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${runtime_deps[@]}"
   if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     echo "setup: error: torch is importable in the runtime environment $VENV" >&2

@@ -127,3 +127,23 @@ def test_backend_and_precision_are_validated_in_one_line(exported):
         with pytest.raises((ConfigError, CheckpointError), match=message) as error:
             choose_engine(exported, spec, "cpu")
         assert "\n" not in str(error.value)
+
+
+SHIPPED_GRAPH = Path(__file__).resolve().parents[1] / "models" / "ddavs-tiny-synth" / "model.onnx"
+
+
+def test_a_batch_runs_padded_to_its_static_bucket_and_equals_the_dynamic_graph():
+    static = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=1)
+    dynamic = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=1, static_shapes=False)
+    assert static.compiled_batches == [1] and dynamic.compiled_batches == [None]
+    cap = static.spec.batch_max
+    assert [static.bucket(n) for n in (1, 2, 3, 5, cap)] == [1, 2, 4, 8, cap]
+    size = static.spec.input_size[0]
+    frames, audio = _inputs(size, 3, seed=7)
+    got = static.infer(frames, audio)
+    assert static.compiled_batches == [1, 4]  # three items ran in the batch-4 graph, one padded row
+    assert got.shape == (3, 1, size, size)
+    np.testing.assert_allclose(got, dynamic.infer(frames, audio), atol=1e-4, rtol=1e-4)
+    for i in range(3):  # the padded row changes nothing: each item alone gives its own logits
+        np.testing.assert_allclose(static.infer(frames[i:i + 1], audio[i:i + 1]), got[i:i + 1], atol=1e-4, rtol=1e-4)
+    assert static.compiled_batches == [1, 4]

@@ -147,3 +147,14 @@ def test_a_batch_runs_padded_to_its_static_bucket_and_equals_the_dynamic_graph()
     for i in range(5):  # the padded row changes nothing: each item alone gives its own logits
         np.testing.assert_allclose(static.infer(frames[i:i + 1], audio[i:i + 1]), got[i:i + 1], atol=1e-4, rtol=1e-4)
     assert static.compiled_batches == [1, 6]
+
+
+def test_prepare_compiles_every_bucket_a_scheduler_batch_can_need_before_the_first_frame():
+    engine = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=1)
+    engine.prepare(5)  # batches of 1..5 run in the 1, 2, 3, 4 and 6 graphs
+    assert engine.compiled_batches == [1, 2, 3, 4, 6]
+    engine.prepare(2)
+    assert engine.compiled_batches == [1, 2, 3, 4, 6]
+    dynamic = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=1, static_shapes=False)
+    dynamic.prepare(5)
+    assert dynamic.compiled_batches == [None]

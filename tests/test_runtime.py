@@ -36,10 +36,15 @@ class RecordingEngine:
         self.inner = engine
         self.spec = engine.spec
         self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+        self.prepared: list[tuple[int, int]] = []  # (max_batch asked for, infer calls made before it)
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         self.calls.append((frames.copy(), audio.copy()))
         return self.inner.infer(frames, audio)
+
+    def prepare(self, max_batch: int) -> None:
+        self.prepared.append((max_batch, len(self.calls)))
+        self.inner.prepare(max_batch)
 
     def close(self) -> None:
         self.inner.close()
@@ -142,6 +147,8 @@ def test_two_streams_share_one_engine_in_batches(checkpoint: Path) -> None:
         runtime.close()
     assert health["a"].processed > 5 and health["b"].processed > 5
     assert max(len(frames) for frames, _ in engine.calls) == 2
+    # the engine was asked, once and before any frame, to get ready for batches of up to 2 (the streams)
+    assert engine.prepared == [(2, 0)]
 
 
 def test_a_stream_that_cannot_open_does_not_stop_the_others(checkpoint: Path, tmp_path: Path) -> None:

@@ -74,6 +74,11 @@ class Engine:
     def _run(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prepare(self, max_batch: int) -> None:
+        """Make the first call at every batch size up to `max_batch` as fast as later ones. A backend
+        that compiles per input shape (OpenVINO's fixed-shape graphs) does that work here, before
+        the first frame, instead of stalling the stream that first brings a new batch size."""
+
     def close(self) -> None:
         """Release the backend's resources (sessions, GPU memory)."""
 

@@ -133,6 +133,12 @@ class OpenVinoEngine(Engine):
                 return min(size, self.spec.batch_max)
         return self.spec.batch_max
 
+    def prepare(self, max_batch: int) -> None:
+        """Compile every bucket a batch of up to `max_batch` items can run in (the scheduler calls this)."""
+        if self.static_shapes:
+            for size in sorted({self.bucket(n) for n in range(1, min(max_batch, self.spec.batch_max) + 1)}):
+                self._compile(size)
+
     def _compile(self, batch: int | None) -> tuple:
         entry = self._compiled.get(batch)
         if entry is not None:

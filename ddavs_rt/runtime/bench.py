@@ -100,6 +100,9 @@ class _KeepOpen:
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         return self._engine.infer(frames, audio)
 
+    def prepare(self, max_batch: int) -> None:
+        self._engine.prepare(max_batch)
+
     def close(self) -> None:
         pass
 

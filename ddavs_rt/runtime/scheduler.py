@@ -116,6 +116,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------------------ loop
     def run(self, stop: threading.Event) -> None:
+        self._prepare_engine()
         while not stop.is_set():
             if not self.wakeup.wait(0.1):
                 continue
@@ -232,6 +233,17 @@ class Scheduler:
             if self._failures_in_a_row[stream.stream_id] >= FAULT_AFTER:
                 self._judge(stream, error)
         return results
+
+    def _prepare_engine(self) -> None:
+        """Let the engine compile for every batch size this scheduler can form before the first frame."""
+        prepare = getattr(self.engine, "prepare", None)  # test doubles and wrappers may lack it
+        if prepare is None:
+            return
+        largest = max(1, min(self.config.max_batch, len(self.streams)))
+        try:
+            prepare(largest)
+        except Exception as error:  # noqa: BLE001 - the first real call will meet it and be judged
+            log.warning("the engine could not prepare batches up to %d: %s", largest, error)
 
     def _judge(self, stream: Stream, error: Exception) -> None:
         """A stream's frames failed FAULT_AFTER times in a row: is it the stream or the engine?"""

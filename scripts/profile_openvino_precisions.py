@@ -3,7 +3,7 @@
     python scripts/profile_openvino_precisions.py model.onnx model.int8.xml > profile.json
 
 OpenVINO's own per-node counters (PERF_COUNT), summed by (layer type, kernel) per inference at
-batch 1, 2 threads, LATENCY hint; plus plain frames/s of each setting at batch 1 and 8, settings
+batch 1 (fixed shapes, as the engine compiles them), 2 threads, LATENCY hint; plus plain frames/s of each setting at batch 1 and 8, settings
 interleaved over two rounds. docs/results/cpu-engines.md reads one such profile: it is why int8
 does not pay on an AMX CPU.
 """
@@ -14,11 +14,14 @@ core = ov.Core()
 rng = np.random.default_rng(0)
 
 
-def compiled(path, precision, profile=False):
+def compiled(path, precision, batch, profile=False):
+    """Fixed shapes at `batch`, as OpenVinoEngine compiles them (ddavs_rt/engine/openvino_backend.py)."""
+    model = core.read_model(path)
+    model.reshape({port.any_name: [batch, *[d.get_length() for d in list(port.get_partial_shape())[1:]]] for port in model.inputs})
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": precision}
     if profile:
         config["PERF_COUNT"] = True
-    return core.compile_model(core.read_model(path), "CPU", config)
+    return core.compile_model(model, "CPU", config)
 
 
 def feed(model, batch):
@@ -33,7 +36,7 @@ def feed(model, batch):
 
 
 def frames_per_s(path, precision, batch, runs):
-    model = compiled(path, precision)
+    model = compiled(path, precision, batch)
     request, inputs = model.create_infer_request(), feed(model, batch)
     for _ in range(5):
         request.infer(inputs)
@@ -46,7 +49,7 @@ def frames_per_s(path, precision, batch, runs):
 
 
 def profile(path, precision, runs=30, skip=5):
-    model = compiled(path, precision, profile=True)
+    model = compiled(path, precision, 1, profile=True)
     request, inputs = model.create_infer_request(), feed(model, 1)
     per, count = collections.Counter(), collections.Counter()
     for k in range(runs):
@@ -64,7 +67,7 @@ def profile(path, precision, runs=30, skip=5):
 
 settings = [(sys.argv[1], "f32"), (sys.argv[1], "bf16"), (sys.argv[2], "f32"), (sys.argv[2], "bf16")]
 out = {"openvino": ov.__version__, "capabilities": core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
-       "threads": 2, "hint": "LATENCY", "what": "per-node kernel time (ms per inference at batch 1) by layer type and kernel; "
+       "threads": 2, "hint": "LATENCY", "shapes": "fixed per batch", "what": "per-node kernel time (ms per inference at batch 1) by layer type and kernel; "
        "frames/s median of 60 (b1) / 20 (b8) runs, settings interleaved, 2 rounds", "settings": {}}
 for path, precision in settings:
     key = f"{path.rsplit('/', 1)[-1]} {precision}"

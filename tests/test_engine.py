@@ -19,6 +19,7 @@ from ddavs_rt.engine.ort_backend import OrtEngine
 from ddavs_rt.engine.random_weights import write_random_checkpoint
 from ddavs_rt.engine.sidecar import read_onnx_sidecar, sidecar_path
 from ddavs_rt.errors import CheckpointError, ConfigError
+from support.cpu_rule import AUTO_CPU_BACKEND, AUTO_CPU_PRECISION
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "model" / "ddavs-tiny.yaml"
@@ -53,7 +54,7 @@ def test_auto_picks_torch_for_a_bare_checkpoint_then_onnxruntime_once_exported(b
     shutil.copy(sidecar_path(onnx_path), sidecar_path(bare / "whatever.onnx"))
     caplog.clear()
     engine = open_engine(bare, device="cpu", export=False, cache=tmp_path / "cache")
-    assert engine.spec.backend == "onnxruntime"
+    assert engine.spec.backend == AUTO_CPU_BACKEND  # onnxruntime; openvino bf16 on an AMX CPU
     assert engine.path == bare / "whatever.onnx"
     assert "whatever.onnx" in engine.choice.reason and "in the checkpoint folder" in engine.choice.reason
     # a sibling file (beside the folder, not in it) the user did not name: run, but said as a warning
@@ -82,7 +83,7 @@ def test_spec_describes_the_model(built):
     assert (spec.sample_rate, spec.window_samples) == (16000, 16000)
     assert spec.class_names == ("background", "sounding") and spec.num_classes == 1
     assert (spec.batch_min, spec.batch_max) == (1, 2)
-    assert spec.backend == "onnxruntime" and spec.device == "cpu" and spec.precision == "fp32"
+    assert (spec.backend, spec.device, spec.precision) == (AUTO_CPU_BACKEND, "cpu", AUTO_CPU_PRECISION)
     assert spec.model_id == read_onnx_sidecar(onnx_path).model_id
 
 

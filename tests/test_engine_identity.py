@@ -80,7 +80,8 @@ def test_a_changed_bank_gives_a_new_model_id_and_a_fresh_export(tmp_path, caplog
     torch.set_num_threads(1)
     cache = tmp_path / "cache"
     folder = _copy_checkpoint(tmp_path / "ckpt")
-    old = open_engine(folder, device="cpu", cache=cache, threads=1)  # auto: exports into the cache
+    # auto (fp32, so logits compare at 2e-3 on any CPU; bf16 where it has AMX): exports into the cache
+    old = open_engine(folder, "auto:fp32", device="cpu", cache=cache, threads=1)
     assert old.spec.backend == "onnxruntime" and old.path.parent == cache
     assert old.path == cached_export_path(checkpoint_identity(folder), cache)
     old_id, old_path = old.spec.model_id, old.path
@@ -95,7 +96,7 @@ def test_a_changed_bank_gives_a_new_model_id_and_a_fresh_export(tmp_path, caplog
     _replace_bank(folder)
 
     caplog.set_level(logging.INFO)
-    new = open_engine(folder, device="cpu", cache=cache, threads=1)
+    new = open_engine(folder, "auto:fp32", device="cpu", cache=cache, threads=1)
     assert new.spec.model_id != old_id and new.spec.model_id == checkpoint_identity(folder).model_id
     assert new.path != old_path and new.path.parent == cache and new.path != folder / "model.onnx"
     sidecar = read_onnx_sidecar(new.path)

@@ -1,7 +1,7 @@
 """The deployment without torch: the runtime path runs an exported graph with torch made unimportable.
 
 Each check runs the real CLI in a subprocess whose import system refuses torch, torchaudio and the
-other packages a `setup.sh --runtime` environment lacks (onnx, onnxscript, safetensors, matplotlib, nncf); a module that imports torch anywhere on the way fails
+other packages a `setup.sh --runtime` environment lacks (onnx, onnxscript, safetensors, matplotlib, nncf, openvino); a module that imports torch anywhere on the way fails
 the run. The offline commands say in one line that they need the full install.
 """
 
@@ -25,6 +25,7 @@ class _NoTorch(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, _NoTorch())
+sys.modules["openvino"] = None  # absent as in a plain --runtime venv: find_spec() gives None, import fails
 from ddavs_rt.cli import main
 code = main(sys.argv[1:])
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchaudio", "onnx", "onnxscript", "safetensors"))

@@ -70,12 +70,13 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 if [ "$runtime" = 1 ]; then
-  # the package without its declared (full) dependencies, then exactly the runtime list
-  mapfile -t runtime_deps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["runtime"]))')
+  # the package without its declared (full) dependencies, then exactly the runtime list (with
+  # --openvino, plus the engine as pinned in pyproject's `openvino` extra, not NNCF)
+  mapfile -t runtime_deps < <("$VENV/bin/python" -c 'import sys, tomllib
+extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
+engine = [d for d in extras["openvino"] if d.startswith("openvino")] if sys.argv[1] == "1" else []
+print("\n".join(extras["runtime"] + engine))' "$openvino")
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
-  if [ "$openvino" = 1 ]; then  # the engine only, as pinned in pyproject's `openvino` extra (not NNCF)
-    mapfile -t -O "${#runtime_deps[@]}" runtime_deps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["openvino"] if d.startswith("openvino")))')
-  fi
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${runtime_deps[@]}"
   if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     echo "setup: error: torch is importable in the runtime environment $VENV" >&2

@@ -12,11 +12,12 @@ a Q/DQ ONNX, both of which OpenVINO runs with its int8 kernels. Threads and the 
 
 Static shapes (`static_shapes=True`, the default): the graph is compiled once per batch bucket
 (BATCH_BUCKETS: 1, 2, 3, 4, 6, 8, 12, 16, ... up to the file's batch_max) with every dimension
-fixed, lazily on the bucket's first use (about 0.7 s and 90 MB each on 2 cores, logged), and a
-batch is padded up to its bucket by repeating
-its last item (the padded rows' outputs are dropped). OpenVINO's CPU plugin runs a fixed-shape
-graph 1.45 to 1.65 times faster than the same graph with a dynamic batch dimension
-(docs/results/cpu-engines.md); `static_shapes=False` compiles the dynamic graph once instead.
+fixed: batch 1 at open, the buckets a scheduler can need in `prepare()` before its first frame,
+any other on its first use (about 0.7 s and 90 MB each on 2 cores, logged). A batch is padded up
+to its bucket by repeating its last item (the padded rows' outputs are dropped). OpenVINO's CPU
+plugin runs a fixed-shape graph 1.45 to 1.65 times faster than the same graph with a dynamic
+batch dimension (docs/results/cpu-engines.md); `static_shapes=False` compiles the dynamic graph
+once instead.
 """
 
 from __future__ import annotations

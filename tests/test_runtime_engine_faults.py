@@ -31,16 +31,21 @@ WAIT_S = 180.0  # generous: a loaded 2-core machine
 class FaultInjectingEngine:
     """The real engine; raises only where a test asks (a call number, or a stamped frame)."""
 
-    def __init__(self, engine, fail_calls: set[int] = frozenset(), poison: bool = False, fail_from: int | None = None):
+    def __init__(self, engine, fail_calls: set[int] = frozenset(), poison: bool = False, fail_from: int | None = None,
+                 fail_one_batch_from: int | None = None):
         self.inner = engine
         self.spec = engine.spec
         self.calls = 0
         self.fail_calls = set(fail_calls)
         self.poison = poison
         self.fail_from = fail_from
+        self.fail_one_batch_from = fail_one_batch_from  # the first call from this one with 2+ frames fails
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         self.calls += 1
+        if self.fail_one_batch_from is not None and self.calls >= self.fail_one_batch_from and len(frames) > 1:
+            self.fail_one_batch_from = None
+            raise RuntimeError(f"injected failure on call {self.calls}, a batch of {len(frames)}")
         if self.calls in self.fail_calls:
             raise RuntimeError(f"injected failure on call {self.calls}")
         if self.fail_from is not None and self.calls >= self.fail_from:
@@ -125,7 +130,8 @@ def _serve(runtime: Runtime, stop: threading.Event, errors: list[BaseException])
 
 def test_one_failing_batch_is_retried_frame_by_frame_and_no_stream_loses_a_frame(checkpoint: Path) -> None:
     port = free_port()
-    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_calls={6})
+    # a batch, not a lone frame (which has no one-by-one retry): which call that is depends on timing
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_one_batch_from=6)
     runtime = Runtime(_config(port, 3), engine)
     listener = Listener(port)
     stop, errors = threading.Event(), []

@@ -291,7 +291,10 @@ def test_a_microphone_removed_and_restored_mid_run_is_reopened_and_video_never_s
     assert last.audio.incomplete_windows - at_removal.audio.incomplete_windows >= incomplete_seen - 1
     assert incomplete_seen >= 10
     assert last.audio.ring_gaps > at_removal.audio.ring_gaps  # the hole in the audio is one discontinuity
-    assert last.audio_window.complete
+    # the audio is back for good: every window after the first whole one holds its second of sound
+    # but for a few ms at most (a reopened stream's newest block can arrive just after the frame)
+    recovered = [h for t, h in run.headers if t > recovered_at]
+    assert recovered and all(h.audio_window.gap_fraction <= 0.05 for h in recovered), [h.audio_window for h in recovered]
     # one WARNING when the outage began, one when it ended; no ERROR, no traceback
     began = [line for line in run.stderr if "reconnecting (for at most 120 s)" in line]
     ended = [line for line in run.stderr if "reconnected after" in line]

@@ -491,7 +491,10 @@ class RuntimeConfig(StrictModel):
     backend: str = Field("auto", pattern=r"^(auto|torch|onnxruntime|openvino|tensorrt)(:(auto|fp32|fp16|bf16|int8))?$",
                          description="BACKEND[:PRECISION], e.g. auto, onnxruntime, openvino:bf16 (ddavs_rt.engine.open)")
     engine_threads: int | None = Field(None, ge=1, description="CPU engine threads (default: physical cores)")
-    engine_hint: Literal["LATENCY", "THROUGHPUT"] = Field("LATENCY", description="OpenVINO performance hint")
+    engine_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        "LATENCY", description="OpenVINO performance hint (THROUGHPUT: several calls at once, one inference loop each)")
+    inference_workers: int | None = Field(
+        None, ge=1, description="inference loops of the scheduler (default: as many calls as the engine runs at once)")
     publish: str = "tcp://127.0.0.1:5555"
     send_hwm: int = Field(50, ge=1)
     max_batch: int = Field(8, ge=1)

@@ -158,3 +158,33 @@ def test_prepare_compiles_every_bucket_a_scheduler_batch_can_need_before_the_fir
     dynamic = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=1, static_shapes=False)
     dynamic.prepare(5)
     assert dynamic.compiled_batches == [None]
+
+
+def test_throughput_hint_runs_calls_from_several_threads_at_once_each_with_its_own_answer():
+    import threading
+
+    latency = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=2, hint="LATENCY")
+    assert latency.concurrency == 1  # one call gets every thread: the scheduler runs one inference loop
+    engine = OpenVinoEngine(SHIPPED_GRAPH, precision="fp32", threads=2, hint="throughput")
+    compiled = engine._compile(1)[0]
+    assert engine.concurrency == compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") >= 1
+    size = engine.spec.input_size[0]
+    inputs = [_inputs(size, batch, seed=20 + i) for i, batch in enumerate((1, 2, 1, 2, 1, 2))]
+    alone = [engine.infer(frames, audio) for frames, audio in inputs]  # one at a time
+    results: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(inputs))
+
+    def call(i: int) -> None:
+        start.wait()
+        for _ in range(3):  # several rounds, so calls on the same graph overlap and need requests of their own
+            results[i] = engine.infer(*inputs[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for i, want in enumerate(alone):  # no call got another's input or output
+        np.testing.assert_allclose(results[i], want, atol=1e-5, rtol=1e-5)
+    idle = {batch: entry[1].qsize() for batch, entry in engine._compiled.items()}
+    assert max(idle.values()) >= 2  # the calls really overlapped: a graph needed a second request

@@ -32,9 +32,11 @@ class FaultInjectingEngine:
     """The real engine; raises only where a test asks (a call number, or a stamped frame)."""
 
     def __init__(self, engine, fail_calls: set[int] = frozenset(), poison: bool = False, fail_from: int | None = None,
-                 fail_one_batch_from: int | None = None):
+                 fail_one_batch_from: int | None = None, concurrency: int = 1):
         self.inner = engine
         self.spec = engine.spec
+        self.concurrency = concurrency  # > 1: the scheduler runs that many inference loops, calling at once
+        self._lock = threading.Lock()
         self.calls = 0
         self.fail_calls = set(fail_calls)
         self.poison = poison
@@ -42,13 +44,15 @@ class FaultInjectingEngine:
         self.fail_one_batch_from = fail_one_batch_from  # the first call from this one with 2+ frames fails
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.fail_one_batch_from is not None and self.calls >= self.fail_one_batch_from and len(frames) > 1:
+        with self._lock:
+            self.calls += 1
+            calls = self.calls
+        if self.fail_one_batch_from is not None and calls >= self.fail_one_batch_from and len(frames) > 1:
             self.fail_one_batch_from = None
-            raise RuntimeError(f"injected failure on call {self.calls}, a batch of {len(frames)}")
-        if self.calls in self.fail_calls:
-            raise RuntimeError(f"injected failure on call {self.calls}")
-        if self.fail_from is not None and self.calls >= self.fail_from:
+            raise RuntimeError(f"injected failure on call {calls}, a batch of {len(frames)}")
+        if calls in self.fail_calls:
+            raise RuntimeError(f"injected failure on call {calls}")
+        if self.fail_from is not None and calls >= self.fail_from:
             raise RuntimeError("injected: the device is gone")
         if self.poison and any((f[:8, :8] == MAGIC).all() for f in frames):
             raise ValueError("injected: this input breaks the engine")
@@ -154,9 +158,10 @@ def test_one_failing_batch_is_retried_frame_by_frame_and_no_stream_loses_a_frame
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # continuous: nothing lost or skipped
 
 
-def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publishing(checkpoint: Path) -> None:
+@pytest.mark.parametrize("loops", [1, 2], ids=["one-inference-loop", "two-inference-loops"])
+def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publishing(checkpoint: Path, loops: int) -> None:
     port = free_port()
-    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), poison=True)
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), poison=True, concurrency=loops)
     runtime = Runtime(_config(port, 3), engine)
     _stamp_frames(runtime, "s1")
     listener = Listener(port)
@@ -187,9 +192,10 @@ def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publish
     assert not any(failed for sid, _, failed in listener.messages if sid != "s1")
 
 
-def test_an_engine_that_keeps_failing_ends_the_run_with_one_line(checkpoint: Path) -> None:
+@pytest.mark.parametrize("loops", [1, 2], ids=["one-inference-loop", "two-inference-loops"])
+def test_an_engine_that_keeps_failing_ends_the_run_with_one_line(checkpoint: Path, loops: int) -> None:
     port = free_port()
-    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_from=4)
+    engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_from=4, concurrency=loops)
     runtime = Runtime(_config(port, 2), engine)
     stop = threading.Event()
     gave_up = threading.Event()

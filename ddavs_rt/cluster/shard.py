@@ -124,7 +124,7 @@ def _open_runtime(spec: ShardSpec):
     config = spec.config.model_copy(update={"metrics": None, "curve_keys": None})
     # the same engine choice as `ddavs-rt` on one machine (ddavs_rt.engine.open), made on this worker
     options = {} if spec.engine_threads is None else {"threads": spec.engine_threads}
-    engine = open_engine(resolve_engine_path(config), backend=config.backend, **options)
+    engine = open_engine(resolve_engine_path(config), backend=config.backend, hint=config.engine_hint, **options)
 
     def open_publisher() -> HopPublisher:  # called on the scheduler thread, which owns the socket
         return HopPublisher(spec.hop, curve=spec.hop_curve, send_hwm=config.send_hwm)

@@ -54,6 +54,10 @@ class Engine:
 
     spec: EngineSpec
     choice = None  # the EngineChoice that open_engine made (backend, file, why); None when built directly
+    # How many `infer` calls from different threads this engine runs at once to good effect (the
+    # scheduler starts that many inference loops). 1: calls are safe to make but gain nothing side
+    # by side, or must not overlap (a TensorRT execution context).
+    concurrency: int = 1
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """frames uint8 [B, H, W, 3] RGB, audio float32 [B, S] -> logits float32 [B, K, h, w].

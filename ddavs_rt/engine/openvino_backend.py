@@ -7,8 +7,10 @@ bfloat16, which only pays on CPUs with AMX or AVX-512 BF16, refused elsewhere so
 path is never chosen silently); `int8` is a property of the file, not a hint: an int8 IR written
 by `ddavs-rt calibrate --engine openvino` (NNCF post-training quantization, FakeQuantize nodes) or
 a Q/DQ ONNX, both of which OpenVINO runs with its int8 kernels. Threads and the performance hint
-(`LATENCY`: one request uses every thread; `THROUGHPUT`: several streams) come from the caller
-(the runtime config). The sidecar is the one written with the graph, checked like ONNX Runtime's.
+(`LATENCY`: one call uses every thread; `THROUGHPUT`: the threads are split into CPU streams that
+each run one call, so `concurrency` calls from as many threads run at once, as the scheduler's
+inference loops do) come from the caller (the runtime config). Calls from several threads are
+safe: each takes an idle infer request of its graph. The sidecar is the one written with the graph, checked like ONNX Runtime's.
 
 Static shapes (`static_shapes=True`, the default): the graph is compiled once per batch bucket
 (BATCH_BUCKETS: 1, 2, 3, 4, 6, 8, 12, 16, ... up to the file's batch_max) with every dimension
@@ -23,6 +25,8 @@ once instead.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from pathlib import Path
 
@@ -116,10 +120,15 @@ class OpenVinoEngine(Engine):
         if static_shapes and not fixed:
             log.info("%s: an input has a dynamic dimension besides the batch; compiling the dynamic graph", self.path.name)
         self.static_shapes = static_shapes and fixed
-        self._compiled: dict[int | None, tuple] = {}  # batch bucket (None: the dynamic graph) -> (compiled, request, output)
-        self._compile(1 if self.static_shapes else None)  # fails here, at open, if the graph does not compile
-        log.info("openvino engine %s: %s, %d threads, hint %s, %s shapes", self.path.name, precision, self.threads, hint,
-                 "static" if self.static_shapes else "dynamic")
+        self.hint = hint
+        # batch bucket (None: the dynamic graph) -> (compiled model, its idle infer requests, output port)
+        self._compiled: dict[int | None, tuple] = {}
+        self._compile_lock = threading.Lock()
+        first = self._compile(1 if self.static_shapes else None)  # fails here, at open, if the graph does not compile
+        # THROUGHPUT splits the threads into CPU streams, one call each; LATENCY gives one call all of them
+        self.concurrency = max(1, int(first[0].get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))) if hint == "THROUGHPUT" else 1
+        log.info("openvino engine %s: %s, %d threads, hint %s (%d call(s) at once), %s shapes", self.path.name,
+                 precision, self.threads, hint, self.concurrency, "static" if self.static_shapes else "dynamic")
 
     @property
     def compiled_batches(self) -> list[int | None]:
@@ -144,6 +153,11 @@ class OpenVinoEngine(Engine):
         entry = self._compiled.get(batch)
         if entry is not None:
             return entry
+        with self._compile_lock:  # two inference loops may meet a new bucket at once
+            entry = self._compiled.get(batch)
+            return entry if entry is not None else self._compile_locked(batch)
+
+    def _compile_locked(self, batch: int | None) -> tuple:
         model = self._model
         if batch is not None:
             model = model.clone()
@@ -154,23 +168,32 @@ class OpenVinoEngine(Engine):
             compiled = self._core.compile_model(model, "CPU", self._config)
         except RuntimeError as error:
             raise CheckpointError(f"{self.path}: OpenVINO cannot compile it ({_first_line(error)}); re-export it with `ddavs-rt export`") from None
-        entry = self._compiled[batch] = (compiled, compiled.create_infer_request(), compiled.output("mask_logits"))
+        requests: queue.SimpleQueue = queue.SimpleQueue()
+        requests.put(compiled.create_infer_request())
+        entry = self._compiled[batch] = (compiled, requests, compiled.output("mask_logits"))
         if batch is not None and batch > 1:
             log.info("openvino engine %s: compiled batch %d in %.1f s", self.path.name, batch, time.perf_counter() - started)
         return entry
 
     def _run(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         count = len(frames)
-        if not self.static_shapes:
-            _, request, output = self._compile(None)
-            return np.array(request.infer({"frames": frames, "audio": audio}, share_inputs=True)[output], copy=True)
-        size = self.bucket(count)
-        _, request, output = self._compile(size)
-        if size > count:  # pad with copies of the last item; their outputs are dropped
-            frames = np.concatenate([frames, np.repeat(frames[-1:], size - count, axis=0)])
-            audio = np.concatenate([audio, np.repeat(audio[-1:], size - count, axis=0)])
-        result = request.infer({"frames": np.ascontiguousarray(frames), "audio": np.ascontiguousarray(audio)}, share_inputs=True)
-        return np.array(result[output][:count], copy=True)
+        size = None
+        if self.static_shapes:
+            size = self.bucket(count)
+            if size > count:  # pad with copies of the last item; their outputs are dropped
+                frames = np.concatenate([frames, np.repeat(frames[-1:], size - count, axis=0)])
+                audio = np.concatenate([audio, np.repeat(audio[-1:], size - count, axis=0)])
+        compiled, requests, output = self._compile(size)
+        try:  # an idle request of this graph, or a new one when every one is busy (calls from several threads)
+            request = requests.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        try:
+            result = request.infer({"frames": np.ascontiguousarray(frames), "audio": np.ascontiguousarray(audio)},
+                                   share_inputs=True)
+            return np.array(result[output][:count], copy=True)
+        finally:
+            requests.put(request)
 
     def close(self) -> None:
         self._compiled.clear()

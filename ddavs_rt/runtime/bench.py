@@ -96,6 +96,7 @@ class _KeepOpen:
     def __init__(self, engine) -> None:
         self._engine = engine
         self.spec = engine.spec
+        self.concurrency = getattr(engine, "concurrency", 1)
 
     def infer(self, frames: np.ndarray, audio: np.ndarray) -> np.ndarray:
         return self._engine.infer(frames, audio)
@@ -118,7 +119,7 @@ def _histogram_since(end, start):
 
 
 def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, overlay: bool,
-             max_batch: int | None = None, warmup_s: float = 0.0) -> dict:
+             max_batch: int | None = None, warmup_s: float = 0.0, inference_workers: int | None = None) -> dict:
     """One pass of `seconds` measured after `warmup_s` (frames, drops, latencies, CPU and batches
     of the warm-up are left out: the streams' first audio, the first sends)."""
     from ddavs_rt.runtime.runner import Runtime
@@ -127,6 +128,7 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
     config = RuntimeConfig(
         sources=[SyntheticSourceConfig(id=f"s{i}", seed=100 + i, fps=fps) for i in range(streams)],
         publish=publish, overlay=overlay, max_batch=max_batch, stats_interval_s=1.0,
+        inference_workers=inference_workers,
     )
     warm_up(engine, (1, min(max_batch, streams)))
     runtime = Runtime(config, _KeepOpen(engine))
@@ -255,6 +257,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU engine threads (default: physical cores)")
     parser.add_argument("--spinning", action="store_true",
                         help="let ONNX Runtime's intra-op threads spin between operators (off by default)")
+    parser.add_argument("--hint", choices=("LATENCY", "THROUGHPUT"), default="LATENCY",
+                        help="OpenVINO performance hint (LATENCY, as the runtime's default)")
+    parser.add_argument("--inference-workers", type=int, default=None, metavar="N",
+                        help="the scheduler's inference loops (default: as many calls as the engine runs at once)")
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",
                         help="largest batch the scheduler forms (default: the number of streams)")
     capacity = parser.add_argument_group("--streams max")
@@ -273,13 +279,15 @@ def _open(args: argparse.Namespace):
     from ddavs_rt.runtime.cli import SHIPPED_MODEL
 
     path = Path(args.engine) if args.engine else SHIPPED_MODEL
-    return open_engine(path, backend=args.backend, threads=args.threads, spinning=args.spinning or None)
+    return open_engine(path, backend=args.backend, threads=args.threads, spinning=args.spinning or None, hint=args.hint)
 
 
 def _engine_settings(engine, args: argparse.Namespace) -> dict:
     spec = engine.spec
     return {"backend": spec.backend, "precision": spec.precision, "model_id": spec.model_id,
             "threads": args.threads or "physical cores",
+            "openvino_hint": getattr(engine, "hint", None), "concurrency": getattr(engine, "concurrency", 1),
+            "inference_workers": args.inference_workers or getattr(engine, "concurrency", 1),
             "spinning": bool(getattr(engine, "spinning", False)) if spec.backend == "onnxruntime" else None}
 
 
@@ -305,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
           f"for {seconds:g} s", flush=True)
     try:
         full = run_pass(engine, args.streams, seconds, args.fps, args.publish, overlay, args.max_batch,
-                        args.warmup_seconds)
+                        args.warmup_seconds, args.inference_workers)
         print("overhead pass (zero-cost engine) ...", flush=True)
         overhead = run_pass(ZeroCostEngine(spec), args.streams, args.overhead_seconds, args.fps, args.publish,
                             overlay, args.max_batch, args.warmup_seconds)
@@ -400,7 +408,7 @@ def run_capacity(args: argparse.Namespace) -> int:
             while (streams := search.next_streams()) is not None:
                 load_before = list(os.getloadavg())
                 p = run_pass(engine, streams, seconds, args.fps, args.publish, overlay, args.max_batch,
-                             args.warmup_seconds)
+                             args.warmup_seconds, args.inference_workers)
                 p95 = p["latency_ms"]["p95"]
                 p["passed"] = pass_ok(p["dropped_share"], p95, max_dropped_share=args.max_dropped,
                                       max_p95_ms=args.max_p95_ms)

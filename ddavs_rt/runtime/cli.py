@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="auto (default), torch, onnxruntime, openvino or tensorrt, optionally pinned to a precision: "
                           "openvino:bf16, openvino:int8, onnxruntime:fp32 ...")
     eng.add_argument("--threads", type=int, metavar="N", help="CPU engine threads (default: physical cores)")
+    eng.add_argument("--engine-hint", choices=("LATENCY", "THROUGHPUT"),
+                     help="OpenVINO performance hint (LATENCY: one call uses every thread; THROUGHPUT: several "
+                          "calls at once, each in an inference loop of its own)")
+    eng.add_argument("--inference-workers", type=int, metavar="N",
+                     help="inference loops (default: as many calls as the engine runs at once)")
     run = parser.add_argument_group("runtime")
     run.add_argument("--config", metavar="YAML", help="runtime config (see pipelines/*.yaml)")
     run.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
@@ -109,7 +114,8 @@ def build_config(args: argparse.Namespace) -> RuntimeConfig:
         sources.append(MediaSourceConfig(id=f"file{i}", location=path, loop=args.loop, mic=args.mic))
     data["sources"] = [s.model_dump() for s in sources]
     overrides = {
-        "engine": args.engine, "backend": args.backend, "engine_threads": args.threads, "publish": args.publish, "duration_s": args.duration,
+        "engine": args.engine, "backend": args.backend, "engine_threads": args.threads,
+        "engine_hint": args.engine_hint, "inference_workers": args.inference_workers, "publish": args.publish, "duration_s": args.duration,
         "max_batch": args.max_batch, "audio_offset_s": args.audio_offset, "stats_interval_s": args.stats_interval,
         "metrics": args.metrics, "curve_keys": args.curve_keys, "record": args.record,
         "record_rotate_mb": args.record_rotate_mb, "record_rotate_s": args.record_rotate_s,

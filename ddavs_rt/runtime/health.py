@@ -139,7 +139,8 @@ class TruthSums:
 
 
 class StreamCounters:
-    """Counters the scheduler updates for one stream (one writer thread, readers take snapshots)."""
+    """Counters the scheduler updates for one stream (from its thread and its inference loops, under a
+    lock; readers take snapshots)."""
 
     def __init__(self, rate_window_s: float = 5.0, rolling_s: float = ROLLING_S) -> None:
         self._lock = threading.Lock()

@@ -1,13 +1,24 @@
 """The scheduler: newest frame of each stream -> one batch -> one engine -> publish.
 
-One thread, the scheduler thread, runs `Scheduler.serve`: it opens the publisher (so its ZeroMQ
-socket is created, used and closed on this thread and no other), then serves rounds until told
-to stop, then closes the publisher. Each round it waits for a frame on any stream, then up to
-`batch_deadline_ms` for the other streams to offer theirs (so streams are batched together when
-they arrive close in time), takes the newest pending frame of each stream (at most `max_batch`,
-round-robin across rounds so no stream starves), waits a bounded time (`audio_wait_ms`) for audio
-that has not yet arrived for those frames, cuts each frame's 1-second window, runs the engine once
-for the batch, and publishes one message per frame.
+Threads. `Scheduler.serve` runs on the scheduler thread: it opens the publisher (so its ZeroMQ
+socket is created, used and closed on this thread and no other), starts the inference loops,
+publishes what they hand it, and when told to stop ends them, publishes what they had in hand and
+closes the publisher. Each inference loop (thread `inference-N`) waits for a frame on any stream,
+then up to `batch_deadline_ms` for the other streams to offer theirs (so streams are batched
+together when they arrive close in time), takes the newest pending frame of each stream (at most
+`max_batch`, round-robin across rounds so no stream starves), waits a bounded time
+(`audio_wait_ms`) for audio that has not yet arrived for those frames, cuts each frame's 1-second
+window and runs the engine once for the batch. The scheduler thread turns each batch's logits
+into masks, overlays and messages and sends them, while the loops already infer the next batches:
+inference runs back to back instead of waiting for the publishing.
+
+How many inference loops: `inference_workers`, or by default the engine's `concurrency` (how many
+calls it runs at once to good effect: 1 for most; an OpenVINO graph compiled with the THROUGHPUT
+hint runs one call per CPU stream). Only one loop collects a batch at a time, and batches carry
+tickets taken when they are collected: the scheduler thread publishes them in ticket order, so
+each stream's frames leave in capture order whichever loop finished first. At most
+`inference_workers + 1` batches are between collection and publication: when publishing falls
+behind, the loops wait, and frames are dropped (and counted) where they wait, at the stream.
 
 Faults are contained:
 - A failure while post-processing or publishing one frame is logged and counted; it never stops
@@ -23,15 +34,18 @@ Faults are contained:
 
 Times: `capture_to_publish_ms` is stamped into the header just before the message is encoded and
 sent; capture-to-sent is taken after the send returned and goes to the stream's counters and the
-`on_sent` observers (metrics), never into the message itself.
+`on_sent` observers (metrics), never into the message itself. Observers are called on the
+scheduler thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,6 +71,31 @@ from ddavs_rt.sync import AudioWindow
 log = logging.getLogger(__name__)
 
 FAULT_AFTER = 3  # frames of one stream in a row that failed alone before the engine is probed
+LOOP_JOIN_S = 5.0  # how long a stopping scheduler waits for its inference loops to bring their last batch
+
+
+@dataclass(slots=True)
+class _Inferred:
+    """A batch the engine has run, on its way to the scheduler thread."""
+
+    ticket: int  # order of collection: batches are published in this order
+    batch: list[tuple[Stream, VideoFrame]]
+    windows: list[AudioWindow]
+    logits: list[np.ndarray | None]  # per frame; None where the engine failed on it
+    t_infer: float  # wall time the engine call began
+    infer_ms: float
+
+
+def inference_workers(config: RuntimeConfig, engine: Engine) -> int:
+    """How many inference loops: the config's number, else the engine's own `concurrency`; never
+    more than the engine can run at once (a TensorRT context or a torch model runs one call)."""
+    capacity = max(1, int(getattr(engine, "concurrency", 1)))
+    wanted = config.inference_workers or capacity
+    if wanted > capacity:
+        log.warning("inference_workers %d: the %s engine runs %d call(s) at once to good effect; using %d",
+                    wanted, engine.spec.backend, capacity, capacity)
+        return capacity
+    return wanted
 
 
 class Scheduler:
@@ -82,6 +121,14 @@ class Scheduler:
         self.failed_batches = 0  # engine calls that raised (the batch's first try)
         self.publisher_dropped: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._start = 0
+        self.workers = inference_workers(config, engine)
+        self._collect_lock = threading.Lock()  # one inference loop collects a batch at a time
+        self._fault_lock = threading.Lock()  # the engine-failure counts and judgements below
+        self._slots = threading.Semaphore(self.workers + 1)  # batches between collection and publication
+        self._done: queue.SimpleQueue[_Inferred] = queue.SimpleQueue()
+        self._waiting: dict[int, _Inferred] = {}  # inferred batches waiting for their turn (scheduler thread)
+        self._tickets = 0  # the next batch's ticket (under _collect_lock)
+        self._next_ticket = 0  # the ticket published next (scheduler thread)
         self.epoch = 0  # the header's restart counter; a cluster shard sets it before running
         self._failures_in_a_row: dict[str, int] = {s.stream_id: 0 for s in streams}
         self._streak_began: dict[str, float] = {}  # stream -> monotonic time of the first failure in its row
@@ -93,12 +140,13 @@ class Scheduler:
         # (stream id, capture-to-sent ms), after each send returned
         self.on_sent: list[Callable[[str, float], None]] = []
 
-    # ------------------------------------------------------------------------------ thread
+    # ------------------------------------------------------------------------------ threads
     def serve(self, stop: threading.Event, opened: threading.Event, failure: list[BaseException]) -> None:
         """The scheduler thread's body: open the publisher, run until `stop`, close the publisher.
 
         `opened` is set once the publisher is bound (or failed to bind: the error is appended to
-        `failure`). An `EngineFailed` (or any error that escapes) is appended to `failure` too.
+        `failure`). An `EngineFailed` (or any error that escapes an inference loop or this thread)
+        is appended to `failure` too, and ends the run.
         """
         try:
             self.publisher = self.open_publisher()
@@ -108,49 +156,120 @@ class Scheduler:
             return
         opened.set()
         try:
-            self.run(stop)
+            self.run(stop, failure)
         except BaseException as error:  # noqa: BLE001 - the runtime reports it on its own thread
             failure.append(error)
         finally:
             self.publisher.close()
 
-    # ------------------------------------------------------------------------------ loop
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, failure: list[BaseException]) -> None:
+        """Start the inference loops, publish their batches in ticket order until `stop` (or a loop
+        failed), then end the loops and publish what they still had in hand."""
         self._prepare_engine()
-        while not stop.is_set():
-            if not self.wakeup.wait(0.1):
-                continue
-            self.wakeup.clear()
-            deadline = time.monotonic() + self.config.batch_deadline_ms / 1000.0
-            while time.monotonic() < deadline and not all(s.has_pending() for s in self._live_streams()):
-                time.sleep(0.0005)
-            self.step()
-            if any(s.has_pending() for s in self._live_streams()):
-                self.wakeup.set()
+        halt = threading.Event()  # stop, or an inference loop failed
+        loops = [
+            threading.Thread(target=self._inference_loop, args=(halt, failure), name=f"inference-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        for loop in loops:
+            loop.start()
+        try:
+            while not halt.is_set():
+                if stop.is_set():
+                    halt.set()
+                    break
+                self._publish_ready(wait_s=0.1)
+        finally:
+            halt.set()
+            give_up = time.monotonic() + LOOP_JOIN_S
+            for loop in loops:
+                loop.join(timeout=max(0.0, give_up - time.monotonic()))
+                if loop.is_alive():  # stuck in the engine: whatever it still brings is not published
+                    log.warning("inference loop %s did not stop within %.0f s", loop.name, LOOP_JOIN_S)
+            self._publish_ready(wait_s=0.0, drain=True)
+
+    def _inference_loop(self, halt: threading.Event, failure: list[BaseException]) -> None:
+        """One inference loop: collect a batch (one loop at a time), infer it, hand it over."""
+        try:
+            while not halt.is_set():
+                if not self._slots.acquire(timeout=0.1):  # publishing is behind: take no more frames
+                    continue
+                with self._collect_lock:
+                    batch = self._collect(halt)
+                    ticket = self._tickets
+                    if batch:
+                        self._tickets += 1
+                if not batch:
+                    self._slots.release()
+                    continue
+                self._done.put(self._infer_batch(ticket, batch))
+        except BaseException as error:  # noqa: BLE001 - ends the run; the runtime reports it
+            failure.append(error)
+            halt.set()
+
+    def _collect(self, halt: threading.Event) -> list[tuple[Stream, VideoFrame]]:
+        """Wait (at most 0.1 s) for a frame, then up to the deadline for every stream's, and take them."""
+        if not self.wakeup.wait(0.1) or halt.is_set():
+            return []
+        self.wakeup.clear()
+        deadline = time.monotonic() + self.config.batch_deadline_ms / 1000.0
+        while time.monotonic() < deadline and not all(s.has_pending() for s in self._live_streams()):
+            time.sleep(0.0005)
+        batch = self._take_batch()
+        if any(s.has_pending() for s in self._live_streams()):
+            self.wakeup.set()
+        return batch
+
+    def _publish_ready(self, wait_s: float, drain: bool = False) -> None:
+        """Publish every inferred batch whose turn has come (waiting at most `wait_s` for one).
+        `drain`: the loops have ended; publish what is left in ticket order, skipping the tickets
+        of batches that will never come (a loop that failed or is stuck)."""
+        try:
+            item = self._done.get(timeout=wait_s) if wait_s > 0 else self._done.get_nowait()
+            self._waiting[item.ticket] = item
+            while True:
+                item = self._done.get_nowait()
+                self._waiting[item.ticket] = item
+        except queue.Empty:
+            pass
+        if drain:
+            for ticket in sorted(self._waiting):
+                self._publish_batch(self._waiting.pop(ticket))
+            return
+        while self._next_ticket in self._waiting:
+            self._publish_batch(self._waiting.pop(self._next_ticket))
+            self._next_ticket += 1
+            self._slots.release()
 
     def _live_streams(self) -> list[Stream]:
         return [s for s in self.streams if s.fault is None]
 
     def step(self) -> int:
-        """Serve one batch; returns the number of frames published."""
+        """Serve one batch on the calling thread (collect, infer, publish); returns the number of frames published."""
         batch = self._take_batch()
         if not batch:
             return 0
+        return self._publish_batch(self._infer_batch(-1, batch))
+
+    def _infer_batch(self, ticket: int, batch: list[tuple[Stream, VideoFrame]]) -> _Inferred:
         windows = self._audio_windows(batch)
         t_infer = time.time()
         logits = self._infer(batch, windows)
-        infer_ms = (time.time() - t_infer) * 1000.0
+        return _Inferred(ticket, batch, windows, logits, t_infer, (time.time() - t_infer) * 1000.0)
+
+    def _publish_batch(self, item: _Inferred) -> int:
+        """Post-process, encode and send each frame of an inferred batch; returns the number sent."""
         self.batches += 1
-        self.batch_sizes.append(len(batch))
+        self.batch_sizes.append(len(item.batch))
         if len(self.batch_sizes) > 10000:
             del self.batch_sizes[:5000]
-        self._notify(self.on_batch, len(batch), infer_ms)
+        self._notify(self.on_batch, len(item.batch), item.infer_ms)
         published = 0
-        for (stream, frame), window, frame_logits in zip(batch, windows, logits):
+        for (stream, frame), window, frame_logits in zip(item.batch, item.windows, item.logits):
             if frame_logits is None:
                 continue
             try:
-                self._publish(stream, frame, window, frame_logits, t_infer, infer_ms)
+                self._publish(stream, frame, window, frame_logits, item.t_infer, item.infer_ms)
                 published += 1
             except Exception:  # one frame's failure must not stop the others
                 self.errors += 1
@@ -198,12 +317,14 @@ class Scheduler:
         try:
             logits = self.engine.infer(frames, audio)  # [B, K, h, w]
         except Exception as error:
-            self.failed_batches += 1
+            with self._fault_lock:
+                self.failed_batches += 1
             log.warning("the engine failed on a batch of %d frame(s) (%s: %s); retrying them one by one",
                         len(batch), type(error).__name__, error)
             return self._retry_alone(batch, frames, audio, error)
-        for stream, _ in batch:
-            self._failures_in_a_row[stream.stream_id] = 0
+        with self._fault_lock:
+            for stream, _ in batch:
+                self._failures_in_a_row[stream.stream_id] = 0
         return list(logits)
 
     def _retry_alone(
@@ -219,19 +340,21 @@ class Scheduler:
             if len(batch) > 1:  # a batch of one was this frame alone already
                 try:
                     results.append(self.engine.infer(frames[i : i + 1], audio[i : i + 1])[0])
-                    self._failures_in_a_row[stream.stream_id] = 0
+                    with self._fault_lock:
+                        self._failures_in_a_row[stream.stream_id] = 0
                     continue
                 except Exception as alone_error:  # noqa: BLE001 - counted and judged below
                     error = alone_error
             results.append(None)
             stream.counters.record_engine_failure()
-            now = time.monotonic()
-            if self._failures_in_a_row[stream.stream_id] == 0:
-                self._streak_began[stream.stream_id] = now
-            self._last_failure[stream.stream_id] = now
-            self._failures_in_a_row[stream.stream_id] += 1
-            if self._failures_in_a_row[stream.stream_id] >= FAULT_AFTER:
-                self._judge(stream, error)
+            with self._fault_lock:
+                now = time.monotonic()
+                if self._failures_in_a_row[stream.stream_id] == 0:
+                    self._streak_began[stream.stream_id] = now
+                self._last_failure[stream.stream_id] = now
+                self._failures_in_a_row[stream.stream_id] += 1
+                if self._failures_in_a_row[stream.stream_id] >= FAULT_AFTER:
+                    self._judge(stream, error)
         return results
 
     def _prepare_engine(self) -> None:
@@ -246,7 +369,8 @@ class Scheduler:
             log.warning("the engine could not prepare batches up to %d: %s", largest, error)
 
     def _judge(self, stream: Stream, error: Exception) -> None:
-        """A stream's frames failed FAULT_AFTER times in a row: is it the stream or the engine?"""
+        """A stream's frames failed FAULT_AFTER times in a row: is it the stream or the engine?
+        (Called with `_fault_lock` held.)"""
         failures = self._failures_in_a_row[stream.stream_id]
         h, w = self.spec.input_size
         try:

@@ -250,13 +250,17 @@ class AudioRing:
             if self._head is not None:
                 lo = max(start, self._head - self.capacity)
                 hi = min(end, self._head)
-                if hi > lo:
-                    idx = np.arange(lo, hi) % self.capacity
-                    present = self._valid[idx]
-                    samples[lo - start : hi - start] = np.where(present, self._buffer[idx], 0.0)
-                    found = int(present.sum())
-                else:
-                    found = 0
+                found = 0
+                if hi > lo:  # the ring holds [lo, hi) in at most two contiguous slices: copy the valid samples
+                    first = lo % self.capacity
+                    split = min(hi - lo, self.capacity - first)
+                    for ring_from, count, out_from in ((first, split, lo - start), (0, hi - lo - split, lo - start + split)):
+                        if count <= 0:
+                            continue
+                        present = self._valid[ring_from : ring_from + count]
+                        np.copyto(samples[out_from : out_from + count], self._buffer[ring_from : ring_from + count],
+                                  where=present)
+                        found += int(np.count_nonzero(present))
             else:
                 found = 0
             warmup = size - found if self._first is None else min(size - found, max(0, min(end, self._first) - start))

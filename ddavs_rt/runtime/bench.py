@@ -57,6 +57,9 @@ class ZeroCostEngine:
         h, w = self.spec.input_size
         return np.full((frames.shape[0], self.spec.num_classes, h, w), -5.0, np.float32)
 
+    def prepare(self, max_batch: int) -> None:
+        """Nothing to compile."""
+
     def close(self) -> None:
         pass
 
@@ -119,7 +122,8 @@ def _histogram_since(end, start):
 
 
 def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, overlay: bool,
-             max_batch: int | None = None, warmup_s: float = 0.0, inference_workers: int | None = None) -> dict:
+             max_batch: int | None = None, warmup_s: float = 0.0, inference_workers: int | None = None,
+             batch_deadline_ms: float | None = None) -> dict:
     """One pass of `seconds` measured after `warmup_s` (frames, drops, latencies, CPU and batches
     of the warm-up are left out: the streams' first audio, the first sends)."""
     from ddavs_rt.runtime.runner import Runtime
@@ -129,6 +133,7 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
         sources=[SyntheticSourceConfig(id=f"s{i}", seed=100 + i, fps=fps) for i in range(streams)],
         publish=publish, overlay=overlay, max_batch=max_batch, stats_interval_s=1.0,
         inference_workers=inference_workers,
+        **({} if batch_deadline_ms is None else {"batch_deadline_ms": batch_deadline_ms}),
     )
     warm_up(engine, (1, min(max_batch, streams)))
     runtime = Runtime(config, _KeepOpen(engine))
@@ -194,6 +199,8 @@ def run_pass(engine, streams: int, seconds: float, fps: float, publish: str, ove
         "seconds": elapsed,
         "warmup_seconds_left_out": warmup_s,
         "max_batch": max_batch,
+        "batch_deadline_ms": config.batch_deadline_ms,
+        "inference_loops": runtime.scheduler.workers,
         "batches": {
             "count": batches,
             "mean_size": sum(k * len(v) for k, v in batch_infer.items()) / batches if batches else None,
@@ -261,6 +268,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO performance hint (LATENCY, as the runtime's default)")
     parser.add_argument("--inference-workers", type=int, default=None, metavar="N",
                         help="the scheduler's inference loops (default: as many calls as the engine runs at once)")
+    parser.add_argument("--batch-deadline-ms", type=float, default=None, metavar="MS",
+                        help="how long a batch waits for the other streams' frames (default: the runtime's)")
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",
                         help="largest batch the scheduler forms (default: the number of streams)")
     capacity = parser.add_argument_group("--streams max")
@@ -313,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
           f"for {seconds:g} s", flush=True)
     try:
         full = run_pass(engine, args.streams, seconds, args.fps, args.publish, overlay, args.max_batch,
-                        args.warmup_seconds, args.inference_workers)
+                        args.warmup_seconds, args.inference_workers, args.batch_deadline_ms)
         print("overhead pass (zero-cost engine) ...", flush=True)
         overhead = run_pass(ZeroCostEngine(spec), args.streams, args.overhead_seconds, args.fps, args.publish,
                             overlay, args.max_batch, args.warmup_seconds)
@@ -408,7 +417,7 @@ def run_capacity(args: argparse.Namespace) -> int:
             while (streams := search.next_streams()) is not None:
                 load_before = list(os.getloadavg())
                 p = run_pass(engine, streams, seconds, args.fps, args.publish, overlay, args.max_batch,
-                             args.warmup_seconds, args.inference_workers)
+                             args.warmup_seconds, args.inference_workers, args.batch_deadline_ms)
                 p95 = p["latency_ms"]["p95"]
                 p["passed"] = pass_ok(p["dropped_share"], p95, max_dropped_share=args.max_dropped,
                                       max_p95_ms=args.max_p95_ms)

@@ -238,7 +238,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "model": {"checkpoint": str(args.checkpoint) if args.checkpoint else None,
                   "config": str(args.config) if args.config else None,
                   "weights": "checkpoint" if args.checkpoint else "random (speed does not depend on weights)"},
-        "machine": describe_machine(),
+        "machine": describe_machine(args.device),
         "settings": {"threads": threads, "warmup": args.warmup, "iters": args.iters, "device": args.device,
                      "calibration": {"method": args.calib_method, "clips": args.calib_clips}},
         "engines": specs,
@@ -307,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{backend} / torch eager throughput: " + ", ".join(f"batch {b}: {r:.2f}x" for b, r in ratios.items()))
     targets = [args.json] if args.json else []
     if args.save:
-        folder = RESULTS_DIR / f"engines-{machine_slug()}-{dt.date.today().isoformat()}"
+        folder = RESULTS_DIR / f"engines-{machine_slug(args.device)}-{dt.date.today().isoformat()}"
         targets.append(folder / "summary.json")
         for row in report["results"]:  # one JSON per backend x precision x batch, all from this one run
             single = {key: report[key] for key in ("kind", "date", "model", "machine", "settings", "note")}

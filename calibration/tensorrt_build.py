@@ -26,6 +26,7 @@ from typing import Any
 
 from ddavs_rt.atomic import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
 from ddavs_rt.engine import OnnxSidecar, TensorRTSidecar, read_onnx_sidecar, write_sidecar
+from ddavs_rt.engine.cuda_device import cuda_index
 from ddavs_rt.engine.tensorrt_backend import gpu_identity, import_tensorrt  # the backend's own GPU/TensorRT probes
 from ddavs_rt.errors import CheckpointError, ConfigError, DdavsError
 
@@ -259,13 +260,19 @@ def build_engine(
     timing_cache: str | Path | None = None,
     batch_opt: int | None = None,
     workspace_gib: float | None = None,
+    device: str | None = None,
 ) -> Path:
-    """Build and write a TensorRT engine (+ sidecar); returns its path."""
+    """Build and write a TensorRT engine (+ sidecar) on the GPU `device` names (`cuda:N`; default
+    the first visible one): an engine is built for, named after and checked against that GPU."""
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise CheckpointError(f"{onnx_path}: ONNX file not found; export one with `ddavs-rt export --checkpoint DIR --out {onnx_path}`")
-    gpu_name, capability, cuda_version = gpu_identity(0)
+    index = cuda_index(device)
+    gpu_name, capability, cuda_version = gpu_identity(index)  # one line if the machine has no GPU `index`
+    import torch
+
+    torch.cuda.set_device(index)  # TensorRT's builder works on the current CUDA device
     if precision == "int8" and calib_data is not None:
         onnx_path = _calibrate_first(onnx_path, Path(calib_data))
     sidecar = read_onnx_sidecar(onnx_path)
@@ -372,9 +379,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-opt", type=int, default=None, help="batch size to tune for (default: the max)")
     parser.add_argument("--workspace-gib", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None, help="engine file (default: {model}_b{max}_{gpu}_{precision}.engine)")
+    parser.add_argument("--device", default=None, metavar="cuda:N", help="the GPU to build for (default: the first visible one)")
 
 
 def run(args: argparse.Namespace) -> int:
-    out = build_engine(args.onnx, args.precision, args.out, args.calib_data, args.timing_cache, args.batch_opt, args.workspace_gib)
+    out = build_engine(args.onnx, args.precision, args.out, args.calib_data, args.timing_cache, args.batch_opt, args.workspace_gib,
+                       device=args.device)
     print(out)
     return 0

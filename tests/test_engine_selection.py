@@ -169,3 +169,23 @@ def test_without_a_visible_gpu_a_named_cuda_device_falls_back_instead(monkeypatc
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cuda_usable("cuda:3") is False and cuda_usable(None) is False and cuda_usable("cpu") is False
+
+
+def test_benchmark_records_and_file_names_say_the_gpu_the_device_names(two_gpus):
+    from ddavs_rt.engine.machine import describe_machine, machine_slug
+
+    assert describe_machine("cuda:1")["gpu"]["name"] == L4[0] and describe_machine("cuda:1")["gpu"]["index"] == 1
+    assert describe_machine()["gpu"]["name"] == H100[0]  # no device: the first visible GPU
+    assert describe_machine("cpu")["gpu"]["index"] == 0  # a CPU run still records the box's first GPU
+    assert machine_slug("cuda:1") == "nvidia-l4" and machine_slug("cuda:0").startswith("nvidia-h100")
+    assert describe_machine("cuda:5")["gpu"] is None  # a GPU the box does not have is not described as another
+
+
+def test_build_engine_checks_the_gpu_it_was_asked_to_build_for_before_any_work(two_gpus, tmp_path):
+    from calibration.tensorrt_build import build_engine
+
+    model = _onnx(tmp_path, "tiny.onnx", b"fp32 graph")
+    with pytest.raises(ConfigError) as caught:
+        build_engine(model, "fp16", device="cuda:2")
+    assert "\n" not in str(caught.value) and "cuda:2" in str(caught.value) and "2 GPU(s)" in str(caught.value)
+    assert two_gpus == []  # refused before any GPU was probed (GPU 0 was never asked about)

@@ -72,8 +72,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_machine() -> dict[str, Any]:
-    """CPU, cores, memory, library versions and the GPU (if any) for a benchmark record."""
+def _gpu_index(device: str | None) -> int:
+    """The GPU a benchmark ran on: N of `--device cuda:N`, else 0 (the first visible GPU)."""
+    from ddavs_rt.engine.cuda_device import cuda_index
+    from ddavs_rt.errors import ConfigError
+
+    if device is None or not device.startswith("cuda"):
+        return 0
+    try:
+        return cuda_index(device)
+    except ConfigError:  # a malformed device fails where it is used, with its own line; not here
+        return 0
+
+
+def describe_machine(device: str | None = None) -> dict[str, Any]:
+    """CPU, cores, memory, library versions and the GPU (if any) for a benchmark record; `device`
+    (`cuda:N`) names the GPU the benchmark ran on (default: the first visible one)."""
     import importlib.util
 
     import numpy
@@ -102,10 +116,12 @@ def describe_machine() -> dict[str, Any]:
         import openvino
 
         info["openvino"] = openvino.__version__
-    if torch is not None and torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability(0)
+    index = _gpu_index(device)
+    if torch is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
+        major, minor = torch.cuda.get_device_capability(index)
         info["gpu"] = {
-            "name": torch.cuda.get_device_name(0),
+            "index": index,
+            "name": torch.cuda.get_device_name(index),
             "compute_capability": f"{major}.{minor}",
             "cuda": torch.version.cuda,
         }
@@ -118,8 +134,9 @@ def describe_machine() -> dict[str, Any]:
     return info
 
 
-def machine_slug() -> str:
-    """A short file-name-safe name for this machine: GPU name if any, else the CPU model."""
+def machine_slug(device: str | None = None) -> str:
+    """A short file-name-safe name for this machine: the name of the GPU `device` names (default:
+    the first visible one) if any, else the CPU model."""
     import importlib.util
 
     name = cpu_model()
@@ -127,8 +144,9 @@ def machine_slug() -> str:
         import torch
     except ImportError:  # the torch-free runtime install
         torch = None
-    if torch is not None and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
+    index = _gpu_index(device)
+    if torch is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
+        name = torch.cuda.get_device_name(index)
     keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
     return "-".join(part for part in keep.split("-") if part)[:48] or "machine"
 

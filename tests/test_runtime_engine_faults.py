@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from ddavs_rt.config import RuntimeConfig, SyntheticSourceConfig
 from ddavs_rt.engine import open_engine
 from ddavs_rt.errors import EngineFailed
-from ddavs_rt.publish.schema import decode_message
 from ddavs_rt.runtime.runner import Runtime
+from support.listener import HeaderListener
 from support.rtsp_server import free_port
 
 MAGIC = np.array([7, 77, 177], np.uint8)  # a corner stamped on the poisoned stream's frames
@@ -83,34 +82,6 @@ def _stamp_frames(runtime: Runtime, stream_id: str) -> None:
     stream.take = stamped  # the scheduler takes each stream's newest frame through it
 
 
-class Listener:
-    """A SUB socket on its own thread, collecting (stream id, seq, engine_failed) of each message."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, int, int]] = []
-        self._stop = threading.Event()
-        self._socket = zmq.Context.instance().socket(zmq.SUB)
-        self._socket.linger = 0
-        self._socket.setsockopt(zmq.SUBSCRIBE, b"ddavs/")
-        self._socket.connect(f"tcp://127.0.0.1:{port}")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._socket.poll(100):
-                h = decode_message(self._socket.recv_multipart()).header
-                self.messages.append((h.stream_id, h.seq, h.drops.engine_failed))
-
-    def seqs(self, stream_id: str) -> list[int]:
-        return [seq for sid, seq, _ in list(self.messages) if sid == stream_id]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._socket.close()
-
-
 def _wait_for(condition, timeout_s: float = WAIT_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -137,7 +108,7 @@ def test_one_failing_batch_is_retried_frame_by_frame_and_no_stream_loses_a_frame
     # a batch, not a lone frame (which has no one-by-one retry): which call that is depends on timing
     engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), fail_one_batch_from=6)
     runtime = Runtime(_config(port, 3), engine)
-    listener = Listener(port)
+    listener = HeaderListener(port)
     stop, errors = threading.Event(), []
     try:
         runtime.start()
@@ -164,7 +135,7 @@ def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publish
     engine = FaultInjectingEngine(open_engine(checkpoint, backend="torch", threads=1), poison=True, concurrency=loops)
     runtime = Runtime(_config(port, 3), engine)
     _stamp_frames(runtime, "s1")
-    listener = Listener(port)
+    listener = HeaderListener(port)
     stop, errors = threading.Event(), []
     try:
         runtime.start()
@@ -189,7 +160,7 @@ def test_a_stream_that_poisons_the_engine_is_faulted_and_the_others_keep_publish
         assert health[sid].fault is None and health[sid].engine_failed_frames == 0
         seqs = listener.seqs(sid)
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert not any(failed for sid, _, failed in listener.messages if sid != "s1")
+    assert not any(h.drops.engine_failed for h in listener.headers if h.stream_id != "s1")
 
 
 @pytest.mark.parametrize("loops", [1, 2], ids=["one-inference-loop", "two-inference-loops"])

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zmq
 
 from ddavs_rt.config import RuntimeConfig, SyntheticSourceConfig
 from ddavs_rt.engine import open_engine
-from ddavs_rt.publish.schema import decode_message
 from ddavs_rt.runtime.runner import Runtime
 from ddavs_rt.runtime.scheduler import inference_workers
+from support.listener import HeaderListener
 from support.rtsp_server import free_port
 
 WAIT_S = 180.0  # generous: a loaded 2-core machine
@@ -68,34 +67,6 @@ class HeldEngine:
         self.inner.close()
 
 
-class Listener:
-    """A SUB socket on its own thread, collecting (stream id, seq, frame time) of each message."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, int, float]] = []
-        self._stop = threading.Event()
-        self._socket = zmq.Context.instance().socket(zmq.SUB)
-        self._socket.linger = 0
-        self._socket.setsockopt(zmq.SUBSCRIBE, b"ddavs/")
-        self._socket.connect(f"tcp://127.0.0.1:{port}")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if self._socket.poll(100):
-                h = decode_message(self._socket.recv_multipart()).header
-                self.messages.append((h.stream_id, h.seq, h.frame_time))
-
-    def of(self, stream_id: str) -> list[tuple[int, float]]:
-        return [(seq, t) for sid, seq, t in list(self.messages) if sid == stream_id]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._socket.close()
-
-
 def _run_until(runtime: Runtime, condition) -> None:
     stop, errors = threading.Event(), []
 
@@ -131,7 +102,7 @@ def test_two_inference_loops_overlap_finish_out_of_order_and_every_stream_still_
     # batches of one frame: many batches, so many chances for a later one to finish first
     engine = HeldEngine(open_engine(checkpoint, backend="torch", threads=1), concurrency=2, slow_s=0.06)
     runtime = Runtime(_config(port, 3, max_batch=1, batch_deadline_ms=0), engine)
-    listener = Listener(port)
+    listener = HeaderListener(port)
     try:
         _run_until(runtime, lambda: all(len(listener.of(f"s{i}")) >= 25 for i in range(3)))
     finally:
@@ -143,8 +114,8 @@ def test_two_inference_loops_overlap_finish_out_of_order_and_every_stream_still_
     assert any(later < earlier for earlier, later in zip(order, order[1:]))  # some calls finished before older ones
     for i in range(3):
         got = listener.of(f"s{i}")
-        seqs = [seq for seq, _ in got]
-        times = [t for _, t in got]
+        seqs = [h.seq for h in got]
+        times = [h.frame_time for h in got]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # continuous: nothing lost, nothing swapped
         assert times == sorted(times) and len(set(times)) == len(times)  # capture order
 
@@ -161,7 +132,7 @@ def test_the_next_batch_is_inferred_while_the_last_one_is_still_being_published(
         publishing.append((started, time.monotonic()))
 
     runtime.scheduler.on_published.append(slow_observer)
-    listener = Listener(port)
+    listener = HeaderListener(port)
     try:
         _run_until(runtime, lambda: len(publishing) >= 30)
     finally:

@@ -221,19 +221,21 @@ class AudioRing:
             self._slots(start, start + len(values), self._buffer, values)
             self._slots(start, start + len(values), self._valid, True)
 
-    def _slots(self, start: int, end: int, target: np.ndarray, values) -> None:
-        """target[k % N] = values for k in [start, end) (end - start <= N), in two slices."""
+    def _spans(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Where absolute sample indices [start, end) (end - start <= N) lie in the ring: at most two
+        (slot, count, offset from start) slices, the second wrapping to slot 0."""
         n = end - start
         if n <= 0:
-            return
+            return []
         first = start % self.capacity
         split = min(n, self.capacity - first)
-        if np.isscalar(values) or isinstance(values, bool):
-            target[first : first + split] = values
-            target[: n - split] = values
-        else:
-            target[first : first + split] = values[:split]
-            target[: n - split] = values[split:]
+        return [(first, split, 0)] + ([(0, n - split, split)] if n > split else [])
+
+    def _slots(self, start: int, end: int, target: np.ndarray, values) -> None:
+        """target[k % N] = values for k in [start, end) (end - start <= N)."""
+        scalar = np.isscalar(values) or isinstance(values, bool)
+        for slot, count, offset in self._spans(start, end):
+            target[slot : slot + count] = values if scalar else values[offset : offset + count]
 
     # -------------------------------------------------------------------------------- window
     def window(self, t_end: float, duration: float = 1.0, offset: float = 0.0) -> AudioWindow:
@@ -246,23 +248,16 @@ class AudioRing:
         end = round((t_end + offset) * self.sample_rate)
         start = end - size
         samples = np.zeros(size, dtype=np.float32)  # [S]
+        found = 0
         with self._lock:
             if self._head is not None:
                 lo = max(start, self._head - self.capacity)
                 hi = min(end, self._head)
-                found = 0
-                if hi > lo:  # the ring holds [lo, hi) in at most two contiguous slices: copy the valid samples
-                    first = lo % self.capacity
-                    split = min(hi - lo, self.capacity - first)
-                    for ring_from, count, out_from in ((first, split, lo - start), (0, hi - lo - split, lo - start + split)):
-                        if count <= 0:
-                            continue
-                        present = self._valid[ring_from : ring_from + count]
-                        np.copyto(samples[out_from : out_from + count], self._buffer[ring_from : ring_from + count],
-                                  where=present)
-                        found += int(np.count_nonzero(present))
-            else:
-                found = 0
+                for slot, count, offset in self._spans(lo, hi):  # copy the valid samples, slice by slice
+                    present = self._valid[slot : slot + count]
+                    out = lo - start + offset
+                    np.copyto(samples[out : out + count], self._buffer[slot : slot + count], where=present)
+                    found += int(np.count_nonzero(present))
             warmup = size - found if self._first is None else min(size - found, max(0, min(end, self._first) - start))
         return AudioWindow(
             samples=samples,

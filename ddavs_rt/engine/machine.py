@@ -72,17 +72,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _gpu_index(device: str | None) -> int:
-    """The GPU a benchmark ran on: N of `--device cuda:N`, else 0 (the first visible GPU)."""
+def _named_gpu(device: str | None):
+    """(torch, index) of the GPU a benchmark ran on (N of `--device cuda:N`, else the first visible
+    one), or None without torch, without a GPU, or when the box has no GPU N. A malformed device
+    is not an error here: it fails where it is used, with its own line."""
     from ddavs_rt.engine.cuda_device import cuda_index
     from ddavs_rt.errors import ConfigError
 
-    if device is None or not device.startswith("cuda"):
-        return 0
     try:
-        return cuda_index(device)
-    except ConfigError:  # a malformed device fails where it is used, with its own line; not here
-        return 0
+        import torch
+    except ImportError:  # the torch-free runtime install has none
+        return None
+    index = 0
+    if device is not None and device.startswith("cuda"):
+        try:
+            index = cuda_index(device)
+        except ConfigError:
+            pass
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        return None
+    return torch, index
 
 
 def describe_machine(device: str | None = None) -> dict[str, Any]:
@@ -116,8 +125,9 @@ def describe_machine(device: str | None = None) -> dict[str, Any]:
         import openvino
 
         info["openvino"] = openvino.__version__
-    index = _gpu_index(device)
-    if torch is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
+    gpu = _named_gpu(device)
+    if gpu is not None:
+        torch, index = gpu
         major, minor = torch.cuda.get_device_capability(index)
         info["gpu"] = {
             "index": index,
@@ -137,15 +147,10 @@ def describe_machine(device: str | None = None) -> dict[str, Any]:
 def machine_slug(device: str | None = None) -> str:
     """A short file-name-safe name for this machine: the name of the GPU `device` names (default:
     the first visible one) if any, else the CPU model."""
-    import importlib.util
-
     name = cpu_model()
-    try:
-        import torch
-    except ImportError:  # the torch-free runtime install
-        torch = None
-    index = _gpu_index(device)
-    if torch is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
+    gpu = _named_gpu(device)
+    if gpu is not None:
+        torch, index = gpu
         name = torch.cuda.get_device_name(index)
     keep = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
     return "-".join(part for part in keep.split("-") if part)[:48] or "machine"

@@ -10,7 +10,8 @@ a Q/DQ ONNX, both of which OpenVINO runs with its int8 kernels. Threads and the 
 (`LATENCY`: one call uses every thread; `THROUGHPUT`: the threads are split into CPU streams that
 each run one call, so `concurrency` calls from as many threads run at once, as the scheduler's
 inference loops do) come from the caller (the runtime config). Calls from several threads are
-safe: each takes an idle infer request of its graph. The sidecar is the one written with the graph, checked like ONNX Runtime's.
+safe: each takes an idle infer request of its graph. The sidecar is the one written with the
+graph, checked like ONNX Runtime's.
 
 Static shapes (`static_shapes=True`, the default): the graph is compiled once per batch bucket
 (BATCH_BUCKETS: 1, 2, 3, 4, 6, 8, 12, 16, ... up to the file's batch_max) with every dimension

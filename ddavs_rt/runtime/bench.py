@@ -308,7 +308,7 @@ def _engine_settings(engine, args: argparse.Namespace) -> dict:
     return {"backend": spec.backend, "precision": spec.precision, "model_id": spec.model_id,
             "threads": args.threads or "physical cores",
             "openvino_hint": getattr(engine, "hint", None), "concurrency": getattr(engine, "concurrency", 1),
-            "inference_workers": args.inference_workers or getattr(engine, "concurrency", 1),
+            "inference_workers_asked": args.inference_workers,  # each pass records the loops it ran: inference_loops
             "spinning": bool(getattr(engine, "spinning", False)) if spec.backend == "onnxruntime" else None}
 
 
